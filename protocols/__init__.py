@@ -1,0 +1,1 @@
+"""Sans-I/O device protocol codecs, one module per protocol (see ``registry``)."""
