@@ -1,0 +1,1 @@
+"""FastAPI application: routes, schemas, auth. Never imports the gateway (see DESIGN.md)."""

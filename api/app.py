@@ -1,0 +1,25 @@
+"""The FastAPI application, built from explicit dependencies (no globals)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import ApiDeps
+from api.routes import devices, health, positions
+
+
+def create_app(deps: ApiDeps) -> FastAPI:
+    app = FastAPI(
+        title="Fieldtrack",
+        version=deps.version,
+        description="GPS tracking for field sales teams and their vehicles. "
+        "Every route except /api/health needs `Authorization: Bearer <token>`.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.deps = deps
+    errors.install(app)
+    for router in (health.router, devices.router, positions.router):
+        app.include_router(router, prefix="/api")
+    return app

@@ -1,0 +1,178 @@
+"""Wiring: database (external or embedded), writer and spool, gateway listeners, API, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from api.app import create_app
+from api.deps import ApiDeps
+from fieldtrack import __version__
+from fieldtrack.settings import Settings
+from gateway.http import InLoopServer, server_for
+from gateway.ingest import Ingest
+from gateway.service import Gateway
+from protocols.registry import PROTOCOLS
+from storage import db
+from storage.devices import DeviceDirectory, DeviceStore
+from storage.embedded import EmbeddedPostgres
+from storage.errors import StorageUnavailable
+from storage.positions import PositionStore
+from storage.spool import Spool
+from storage.timescale import TimescalePolicy
+from storage.tokens import TokenStore, new_token
+from storage.writer import PositionWriter
+
+log = logging.getLogger("fieldtrack")
+
+
+class FieldtrackServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: EmbeddedPostgres | None = None
+        self.pool: AsyncConnectionPool | None = None
+        self.writer: PositionWriter | None = None
+        self.gateway: Gateway | None = None
+        self.api: InLoopServer | None = None
+        self.timescale = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+
+    async def _database_url(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        self.embedded = EmbeddedPostgres(self.settings.pgdata_dir)
+        return await asyncio.to_thread(self.embedded.start)
+
+    async def _prepare_with_retry(self, url: str) -> None:
+        policy = TimescalePolicy(self.settings.chunk_interval, self.settings.compress_after,
+                                 self.settings.retain_for)
+        delay = 1.0
+        while True:
+            try:
+                self.timescale = await db.prepare(url, policy)
+                return
+            except StorageUnavailable as exc:
+                log.error("database not reachable (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        url = await self._database_url()
+        await self._prepare_with_retry(url)
+        log.info("database ready (TimescaleDB %s)", "on" if self.timescale else "not available")
+        self.pool = db.open_pool(url, s.db_pool_size)
+        await self.pool.open(wait=True)
+        devices = DeviceStore(self.pool)
+        directory = DeviceDirectory(devices)
+        await directory.load()
+        tokens = TokenStore(self.pool)
+        await self._bootstrap_admin(tokens)
+        spool = Spool(s.spool_dir)
+        self.writer = PositionWriter(self.pool, spool, batch_max_rows=s.batch_max_rows,
+                                     linger_s=s.batch_linger_s, queue_rows=s.writer_queue_rows)
+        self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
+        self._tasks.append(asyncio.create_task(self.writer.drain_spool(), name="spool-drain"))
+        ingest = Ingest(directory, devices, self.writer, register_unknown=s.register_unknown,
+                        api_hint=f"http://<server>:{s.api_port}")
+        self.gateway = Gateway(list(PROTOCOLS.values()), s.ports, ingest, host=s.listen_host,
+                               idle_timeout_s=s.idle_timeout_s, max_errors=s.max_errors_per_connection)
+        await self.gateway.start()
+        if s.api_port > 0:
+            app = create_app(ApiDeps(devices, PositionStore(self.pool), tokens, directory,
+                                     self.health, __version__))
+            self.api = server_for(app, s.api_host, s.api_port)
+            self._tasks.append(asyncio.create_task(self.api.serve(), name="api"))
+            while not self.api.started:
+                if self._tasks[-1].done():
+                    raise RuntimeError(f"API failed to start on port {s.api_port}")
+                await asyncio.sleep(0.01)
+            log.info("API on http://%s:%d/api (docs at /docs)", s.api_host, s.api_port)
+        log.info("fieldtrack %s ready", __version__)
+
+    async def _bootstrap_admin(self, tokens: TokenStore) -> None:
+        if self.settings.admin_token:
+            await tokens.add(self.settings.admin_token, "admin (FIELDTRACK_ADMIN_TOKEN)", "admin")
+        elif not await tokens.has_admin():
+            token = new_token()
+            await tokens.add(token, "admin (generated at first start)", "admin")
+            # Printed once, to the console only: the database keeps just its hash.
+            print(f"\nFirst start: admin API token (shown only now, keep it):\n    {token}\n", flush=True)
+
+    async def health(self) -> dict[str, Any]:
+        reachable = False
+        if self.pool is not None:
+            try:
+                async with self.pool.connection(timeout=2.0) as conn:
+                    await conn.execute("SELECT 1")
+                reachable = True
+            except Exception:  # any failure here means "not reachable" for the report
+                reachable = False
+        listeners = self.gateway.status() if self.gateway else []
+        stats = self.writer.stats if self.writer else None
+        ok = reachable and all(item["up"] for item in listeners)
+        return {
+            "status": "ok" if ok else "degraded",
+            "database": {"reachable": reachable, "timescaledb": self.timescale,
+                         "embedded": self.embedded is not None},
+            "listeners": listeners,
+            "ingest": {
+                "committed": stats.committed if stats else 0,
+                "duplicates": stats.duplicates if stats else 0,
+                "spooled": stats.spooled if stats else 0,
+                "spool_pending_rows": self.writer.spool.row_count() if self.writer else 0,
+                "refused_unknown": self.gateway.ingest.refused if self.gateway else 0,
+            },
+        }
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stop.wait()
+        log.info("shutting down")
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight frames, flush the writer, close the pool and database."""
+        if self.gateway is not None:
+            await self.gateway.stop_accepting()
+        if self.api is not None:
+            self.api.should_exit = True
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.writer is not None:
+            await self.writer.close()
+        for task in self._tasks:
+            if task.get_name() == "spool-drain":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+        log.info("stopped")
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = FieldtrackServer(settings)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(server.run_until_stopped())

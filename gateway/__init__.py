@@ -1,0 +1,1 @@
+"""Asyncio listeners (TCP, UDP, HTTP), sessions, per-device ordering, acks and durability."""

@@ -1,0 +1,79 @@
+"""HTTP device ingest (OsmAnd / Traccar Client on port 5055) and the in-loop uvicorn runner.
+
+The phone gets 200 only after its positions are durable; 400 for a request we cannot read,
+403 for a device that is not registered, 503 while we cannot tell (database away and the
+device not cached), so the app keeps its buffer and retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Generator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from gateway.ingest import Ingest
+from gateway.session import DeviceSession
+from protocols.base import Protocol
+
+log = logging.getLogger("fieldtrack.gateway.http")
+
+MAX_BODY = 1 << 20
+
+
+class InLoopServer(uvicorn.Server):
+    """uvicorn sharing our event loop with other servers: the process owns the signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def server_for(app: Starlette, host: str, port: int) -> InLoopServer:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            access_log=False, loop="none")
+    return InLoopServer(config)
+
+
+_STATUS: dict[str, tuple[int, str]] = {
+    "ok": (200, ""),
+    "malformed": (400, "malformed request\n"),
+    "unidentified": (400, "no device id in the request\n"),
+    "refused": (403, "device not registered\n"),
+    "unavailable": (503, "storage unavailable, retry later\n"),
+    "error": (500, "positions not stored, retry later\n"),
+}
+
+
+def _frame_of(request: Request, body: bytes) -> bytes:
+    """What the OsmAnd decoder reads: the POST body when there is one, else the request target."""
+    if body.strip():
+        return body
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return target.encode("latin-1", "replace")
+
+
+def ingest_app(protocol: Protocol, ingest: Ingest) -> Starlette:
+    async def receive(request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY:
+            return PlainTextResponse("request too large\n", status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return PlainTextResponse("request too large\n", status_code=413)
+        peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
+        session = DeviceSession(protocol, ingest, "http", peer, max_errors=1)
+        outcome = await session.on_frame(_frame_of(request, body))
+        status, text = _STATUS[outcome.status]
+        return PlainTextResponse(text, status_code=status) if text else Response(status_code=status)
+
+    return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST", "PUT"])])

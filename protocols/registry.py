@@ -1,0 +1,23 @@
+"""The protocols this server speaks, listed explicitly (no scanning): name -> Protocol."""
+
+from __future__ import annotations
+
+from protocols import gps103, gt06, h02, nmea, osmand, teltonika, tk103
+from protocols.base import Protocol
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        osmand.PROTOCOL,
+        gt06.PROTOCOL,
+        h02.PROTOCOL,
+        tk103.PROTOCOL,
+        gps103.PROTOCOL,
+        teltonika.PROTOCOL,
+        nmea.PROTOCOL,
+    )
+}
+
+
+def get(name: str) -> Protocol:
+    return PROTOCOLS[name]

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: schema and migrations, the batched writer, the spool, and queries."""

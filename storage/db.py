@@ -1,0 +1,36 @@
+"""Opening the database: URL choice, pool, migrations and TimescaleDB, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from storage import migrate, timescale
+from storage.errors import StorageUnavailable
+
+log = logging.getLogger("fieldtrack.storage")
+
+
+async def prepare(url: str, policy: timescale.TimescalePolicy) -> bool:
+    """Apply migrations and TimescaleDB policy; returns whether TimescaleDB is in use."""
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            applied = await migrate.apply(conn)
+            for name in applied:
+                log.info("applied migration %s", name)
+            return await timescale.enable(conn, policy)
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable(str(exc)) from exc
+
+
+def open_pool(url: str, size: int) -> AsyncConnectionPool:
+    """An async pool (not yet opened) whose connections autocommit unless in a transaction."""
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs={"autocommit": True},
+        open=False,
+    )
