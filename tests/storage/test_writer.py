@@ -160,3 +160,24 @@ async def test_hostile_attribute_text_is_stored(database_url: str, tmp_path: Pat
         await writer.close()
         await task
         await pool.close()
+
+
+async def test_queue_is_bounded_and_writers_wait(database_url: str, tmp_path: Path) -> None:
+    device_id = await make_device(database_url)
+    pool = db.open_pool(database_url, 1)
+    await pool.open()
+    writer = PositionWriter(pool, Spool(tmp_path / "spool"), queue_rows=10)
+    try:
+        first = asyncio.create_task(writer.write(rows_for(device_id, 10)))
+        second = asyncio.create_task(writer.write(rows_for(device_id, 10, start=10)))
+        await asyncio.sleep(0.2)
+        # Nothing is flushing yet: the first fills the queue, the second must wait outside it.
+        assert writer._queued_rows == 10
+        assert not first.done() and not second.done()
+        runner = asyncio.create_task(writer.run())
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        assert count(database_url) == 20
+        await writer.close()
+        await runner
+    finally:
+        await pool.close()

@@ -1,0 +1,102 @@
+"""``fieldtrack serve`` as a real process: embedded start, durability across an outage and kill -9,
+graceful SIGTERM."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.proxy import proxied
+from tests.serverproc import ServerProcess
+
+T = 1_763_900_000
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    # Under /tmp with a short name: the embedded server's socket path must stay under 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="ft-e2e-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_serve_on_embedded_database(short_tmp: Path) -> None:
+    server = ServerProcess(short_tmp / "data", database_url=None)
+    server.start(timeout_s=180)
+    try:
+        status, health = server.api("GET", "/api/health")
+        assert status == 200 and health["status"] == "ok", health
+        assert health["database"]["embedded"] is True
+        up = {(item["protocol"], item["transport"]) for item in health["listeners"] if item["up"]}
+        assert {("osmand", "http"), ("gt06", "tcp"), ("h02", "udp"), ("teltonika", "tcp"),
+                ("nmea", "tcp")} <= up
+        status, dev = server.api("POST", "/api/devices", {"unique_id": "phone-1", "name": "Rep phone"})
+        assert status == 201
+        assert server.osmand(f"id=phone-1&lat=52.37&lon=4.89&timestamp={T}&speed=10") == 200
+        assert server.osmand(f"id=stranger&lat=52.37&lon=4.89&timestamp={T}") == 403
+        status, latest = server.api("GET", "/api/positions/latest")
+        assert status == 200 and [p["unique_id"] for p in latest] == ["phone-1"]
+        assert abs(latest[0]["latitude"] - 52.37) < 1e-9
+    finally:
+        assert server.terminate() == 0
+    assert (short_tmp / "data" / "pgdata" / "PG_VERSION").exists()
+    assert not (short_tmp / "data" / "pgdata" / "postmaster.pid").exists(), "embedded database left running"
+
+
+def count(url: str, unique_id: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(DISTINCT fix_time) FROM positions p JOIN devices d"
+                           " ON d.id = p.device_id WHERE d.unique_id = %s", (unique_id,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_acked_positions_survive_outage_and_kill_9(database_url: str, short_tmp: Path) -> None:
+    proxy, url = proxied(database_url)
+    server = ServerProcess(short_tmp / "data", database_url=url)
+    try:
+        server.start()
+        assert server.api("POST", "/api/devices", {"unique_id": "van-7", "name": "Van 7"})[0] == 201
+        acked = 0
+        for i in range(5):
+            assert server.osmand(f"id=van-7&lat=52.{i}&lon=4.9&timestamp={T + i}") == 200
+            acked += 1
+        proxy.cut()  # the database goes away
+        for i in range(5, 15):
+            assert server.osmand(f"id=van-7&lat=52.{i}&lon=4.9&timestamp={T + i}") == 200
+            acked += 1
+        spool = server.data_dir / "spool"
+        assert any(spool.iterdir()), "acknowledged while the database is away, so it must be spooled"
+        server.kill()  # no shutdown, no flush
+        assert count(database_url, "van-7") == 5
+        proxy.start()  # the database is back
+        server.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and count(database_url, "van-7") < acked:
+            time.sleep(0.2)
+        assert count(database_url, "van-7") == acked
+        # A resend of something already stored changes nothing.
+        assert server.osmand(f"id=van-7&lat=52.0&lon=4.9&timestamp={T}") == 200
+        assert count(database_url, "van-7") == acked
+        assert not any(p.name.endswith(".jsonl") for p in spool.iterdir())
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.terminate()
+        proxy.close()
+
+
+def test_sigterm_flushes_and_exits_cleanly(database_url: str, short_tmp: Path) -> None:
+    server = ServerProcess(short_tmp / "data", database_url=database_url)
+    server.start()
+    assert server.api("POST", "/api/devices", {"unique_id": "p9", "name": "P9"})[0] == 201
+    for i in range(20):
+        assert server.osmand(f"id=p9&lat=52.1&lon=4.{i}&timestamp={T + i}") == 200
+    assert server.terminate() == 0
+    assert count(database_url, "p9") == 20
+    assert "stopped" in server.log.read_text()
