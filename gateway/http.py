@@ -73,7 +73,7 @@ def ingest_app(protocol: Protocol, ingest: Ingest) -> Starlette:
         peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
         session = DeviceSession(protocol, ingest, "http", peer, max_errors=1)
         outcome = await session.on_frame(_frame_of(request, body))
-        status, text = _STATUS[outcome.status]
+        status, text = _STATUS["unidentified" if outcome.empty else outcome.status]
         return PlainTextResponse(text, status_code=status) if text else Response(status_code=status)
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST", "PUT"])])

@@ -27,6 +27,8 @@ class Outcome:
     close: bool = False
     # ok | malformed | refused | unidentified | unavailable | error (HTTP maps these to statuses)
     status: str = "ok"
+    # The frame named no device and carried no position (HTTP answers 400 to that).
+    empty: bool = False
 
 
 class DeviceSession:
@@ -82,7 +84,7 @@ class DeviceSession:
             await self.ingest.store_positions(device, self.protocol.name, positions)
         if decoded.positions and not groups:
             return Outcome(close=decoded.close, status="refused" if refused else "unidentified")
-        out = Outcome(close=decoded.close)
+        out = Outcome(close=decoded.close, empty=not decoded.positions and not decoded.unique_id)
         if decoded.reply is not None:
             out.replies.append(decoded.reply)
         return out

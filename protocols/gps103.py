@@ -17,6 +17,7 @@ timezone offset is inferred from the two (see :func:`_report_time`).
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -227,8 +228,7 @@ def _decode_regular(text: str, imei: str, frame: bytes) -> Decoded:
     if m["door"] is not None:
         attrs[keys.DOOR] = m["door"] == "1"
     for traccar_key, raw in (("fuel1", m["fuel1"]), ("fuel2", m["fuel2"])):
-        if raw is not None:
-            attrs[keys.from_traccar(traccar_key)[0]] = float(raw)
+        _put_float(attrs, keys.from_traccar(traccar_key)[0], raw)
     if m["temp"] is not None:
         attrs[keys.from_traccar("temp1")[0]] = int(m["temp"])
     speed = float(m["speed"]) if m["speed"] else None
@@ -260,11 +260,9 @@ def _type_attributes(kind: str, tag: str, attrs: dict[str, Any]) -> None:
     if kind in ("acc on", "acc off"):
         attrs[keys.IGNITION] = kind == "acc on"
     elif kind.startswith("T:"):
-        if _NUMBER.fullmatch(kind[2:]):
-            attrs[keys.from_traccar("temp1")[0]] = float(kind[2:])
+        _put_float(attrs, keys.from_traccar("temp1")[0], kind[2:])
     elif kind.startswith("oil "):
-        if _NUMBER.fullmatch(kind[4:]):
-            attrs[keys.FUEL_PCT] = float(kind[4:])
+        _put_float(attrs, keys.FUEL_PCT, kind[4:])
     elif alarm is None and not kind.startswith("vt") and kind not in _NO_EVENT:
         # "vtNN" announces NN photo chunks; anything else unknown is kept as the event name.
         attrs[keys.EVENT] = kind
@@ -274,6 +272,14 @@ def _type_attributes(kind: str, tag: str, attrs: dict[str, Any]) -> None:
     if battery is not None and float(battery.group(1)) <= 100:
         # Recent firmwares put the battery level where older ones put the SIM/phone tag.
         attrs[keys.BATTERY_PCT] = float(battery.group(1))
+
+
+def _put_float(attrs: dict[str, Any], key: str, raw: str | None) -> None:
+    """A numeric field, if it is one; digits long enough to overflow a float are dropped."""
+    if raw and _NUMBER.fullmatch(raw):
+        value = float(raw)
+        if math.isfinite(value):
+            attrs[key] = value
 
 
 def _coordinate(deg: str, minutes: str, hemisphere: str | None, negative: str, limit: float,
@@ -343,17 +349,13 @@ def _decode_obd(text: str, imei: str) -> Decoded:
         # drops such reports, and so do we, without calling the frame malformed.
         return Decoded(unique_id=imei)
     when = _clock(m) or datetime.now(UTC)
-    attrs: dict[str, Any] = {
-        keys.OBD_SPEED_KMH: int(m["speed"]),
-        keys.from_traccar("engineLoad")[0]: float(m["load"]),
-        keys.from_traccar("throttle")[0]: float(m["throttle"]),
-        keys.RPM: int(m["rpm"]),
-        keys.BATTERY_V: float(m["battery"]),
-    }
+    attrs: dict[str, Any] = {keys.OBD_SPEED_KMH: int(m["speed"]), keys.RPM: int(m["rpm"])}
+    _put_float(attrs, keys.from_traccar("engineLoad")[0], m["load"])
+    _put_float(attrs, keys.from_traccar("throttle")[0], m["throttle"])
+    _put_float(attrs, keys.BATTERY_V, m["battery"])
     if m["odometer"] is not None:
         attrs[keys.ODOMETER_M] = int(m["odometer"])
-    if m["fuel_avg"] is not None:
-        attrs[keys.from_traccar("fuelConsumption")[0]] = float(m["fuel_avg"])
+    _put_float(attrs, keys.from_traccar("fuelConsumption")[0], m["fuel_avg"])
     if m["hours"] is not None:
         attrs[keys.ENGINE_HOURS_S] = int(m["hours"]) * 3600
     if m["coolant"] is not None:
@@ -394,8 +396,7 @@ def _decode_alternative(text: str, imei: str, frame: bytes) -> Decoded:
                              ("error", m["error"])):
         if raw:
             attrs[keys.from_traccar(traccar_key)[0]] = raw
-    if m["sensor_v"] and _NUMBER.fullmatch(m["sensor_v"]):
-        attrs[keys.from_traccar("sensorVoltage")[0]] = float(m["sensor_v"])
+    _put_float(attrs, keys.from_traccar("sensorVoltage")[0], m["sensor_v"])
     speed, course, altitude = int(m["speed"]), int(m["course"]), int(m["alt"])
     position = Position(
         fix_time=when,

@@ -56,7 +56,6 @@ NETWORK_TECHNOLOGY = "network_technology"
 DRIVING_TIME_S = "driving_time_s"
 MOCK = "mock"  # the phone reported a mock (fake) location provider
 ACTIVITY = "activity"
-CHARGING = "charging"
 
 # Traccar key -> (our key, factor applied to Traccar's value to get ours).
 TRACCAR_KEYS: dict[str, tuple[str, float]] = {

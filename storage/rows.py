@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,10 +29,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def attributes_json(attributes: dict[str, Any]) -> str:
-    # jsonb refuses NUL and lone UTF-16 surrogates, which a broken device can put in any text field.
-    text = json.dumps(attributes, sort_keys=True, separators=(",", ":"), default=_json_default,
-                      ensure_ascii=False)
+    # jsonb refuses NUL and lone UTF-16 surrogates, which a broken device can put in any text field,
+    # and NaN/Infinity, which JSON has no words for.
+    try:
+        text = json.dumps(attributes, sort_keys=True, separators=(",", ":"), default=_json_default,
+                          ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(attributes), sort_keys=True, separators=(",", ":"),
+                          default=_json_default, ensure_ascii=False)
     return text.replace("\\u0000", "").encode("utf-8", "replace").decode("utf-8")
 
 

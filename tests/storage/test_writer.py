@@ -146,8 +146,9 @@ async def test_a_row_the_database_refuses_does_not_sink_the_batch(database_url: 
         await pool.close()
 
 
-@pytest.mark.parametrize("text", ["nul\x00inside", "lone \ud800 surrogate"])
-async def test_hostile_attribute_text_is_stored(database_url: str, tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize("text", ["nul\x00inside", "lone \ud800 surrogate", float("nan"),
+                                  {"deep": [float("inf")]}])
+async def test_hostile_attribute_text_is_stored(database_url: str, tmp_path: Path, text: object) -> None:
     device_id = await make_device(database_url)
     pool = db.open_pool(database_url, 1)
     await pool.open()
