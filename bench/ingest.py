@@ -1,0 +1,140 @@
+"""Ingest benchmark: N simulated GT06 trackers over loopback TCP -> gateway -> committed rows,
+every position acknowledged, against raw psycopg binary COPY of the same rows measured in the
+same run on the same database.
+
+    .venv/bin/python -m bench.ingest --devices 1000 --positions 20
+
+Uses the machine's PostgreSQL (127.0.0.1:5432) or FIELDTRACK_BENCH_DATABASE_URL, else embedded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import resource
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.dbsetup import scratch_database
+from gateway.ingest import Ingest
+from gateway.service import EPHEMERAL, Gateway
+from protocols import gt06
+from protocols.model import Position
+from simulators.gt06_load import T0, imei_for, raise_fd_limit
+from storage import db
+from storage.devices import DeviceDirectory, DeviceStore
+from storage.rows import COPY_TYPES, StoredPosition
+from storage.spool import Spool
+from storage.timescale import TimescalePolicy
+from storage.writer import PositionWriter
+
+
+def register(url: str, devices: int) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.cursor().copy("COPY devices (unique_id, name, protocol) FROM STDIN") as copy:
+            for k in range(devices):
+                copy.write_row((imei_for(k), f"bench {k}", "gt06"))
+        return [r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id").fetchall()]
+
+
+def baseline_copy(url: str, device_ids: list[int], positions: int) -> float:
+    """Rows/s of one binary COPY of the same rows into a bare copy of the positions table."""
+    now = datetime.now(UTC)
+    rows = [
+        StoredPosition(did, imei_for(k), "gt06", now,
+                       Position(fix_time=T0 + timedelta(seconds=10 * i), latitude=52.0 + i * 1e-4,
+                                longitude=4.0, speed_kmh=40.0, course_deg=90.0, valid=True,
+                                attributes={"satellites": 8, "ignition": False})).row()
+        for k, did in enumerate(device_ids) for i in range(positions)
+    ]
+    cols = "device_id, fix_time, fingerprint, server_time, device_time, latitude, longitude, valid," \
+           " speed_kmh, course_deg, altitude_m, accuracy_m, hdop, protocol, attributes"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE positions_baseline (LIKE positions INCLUDING ALL)")
+        conn.execute("ALTER TABLE positions_baseline ALTER COLUMN attributes TYPE text")
+        t = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(
+                f"COPY positions_baseline ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(COPY_TYPES))
+            for r in rows:
+                copy.write_row(r)
+        elapsed = time.perf_counter() - t
+        conn.execute("DROP TABLE positions_baseline")
+    return len(rows) / elapsed
+
+
+async def gateway_run(url: str, devices: int, positions: int) -> dict[str, Any]:
+    pool = db.open_pool(url, 4)
+    await pool.open()
+    store = DeviceStore(pool)
+    directory = DeviceDirectory(store)
+    await directory.load()
+    import tempfile
+
+    writer = PositionWriter(pool, Spool(Path(tempfile.mkdtemp(prefix="ft-bench-spool-"))))
+    writer_task = asyncio.create_task(writer.run())
+    gateway = Gateway([gt06.PROTOCOL], {"gt06": EPHEMERAL}, Ingest(directory, store, writer),
+                      host="127.0.0.1")
+    await gateway.start()
+    port = gateway.tcp[0].port
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.gt06_load", "--port", str(port), "--devices", str(devices),
+        "--positions", str(positions), stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    load = json.loads(out.decode().strip().splitlines()[-1])
+    await gateway.stop_accepting()
+    await gateway.close()
+    await writer.close()
+    await writer_task
+    await pool.close()
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM positions").fetchone()
+    load["committed"] = int(row[0]) if row else 0
+    load["batches"] = writer.stats.batches
+    load["server_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--positions", type=int, default=20, help="positions per device")
+    args = parser.parse_args()
+    raise_fd_limit()
+    with scratch_database() as (url, where):
+        asyncio.run(db.prepare(url, TimescalePolicy()))
+        device_ids = register(url, args.devices)
+        copy_rate = baseline_copy(url, device_ids, args.positions)
+        try:
+            import uvloop
+
+            load = uvloop.run(gateway_run(url, args.devices, args.positions))
+        except ImportError:
+            load = asyncio.run(gateway_run(url, args.devices, args.positions))
+    total = args.devices * args.positions
+    rate = load["acked"] / load["elapsed_s"] if load["elapsed_s"] else 0.0
+    print(f"ingest benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
+          f"{platform.python_version()}  database: {where}")
+    print(f"  devices (TCP connections) {args.devices}, positions per device {args.positions}, total {total}")
+    print(f"  end to end: {load['acked']} acked, {load['committed']} committed, {load['errors']} errors"
+          f" {load['first_error']}")
+    print(f"  end to end: {rate:,.0f} positions/s acked in {load['elapsed_s']:.2f} s"
+          f" ({load['batches']} writer batches)")
+    print(f"  ack latency p50 {load['ack_p50_ms']:.1f} ms, p99 {load['ack_p99_ms']:.1f} ms")
+    print(f"  RSS: server {load['server_rss_mb']:.0f} MB, load generator {load['rss_mb']:.0f} MB")
+    print(f"  baseline raw binary COPY of the same rows: {copy_rate:,.0f} rows/s")
+    print(f"  ratio end-to-end / raw COPY: {rate / copy_rate:.3f}")
+    if load["committed"] != total or load["acked"] != total:
+        raise SystemExit("FAILED: not every position was acked and committed")
+
+
+if __name__ == "__main__":
+    main()

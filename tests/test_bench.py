@@ -1,0 +1,16 @@
+"""The benchmarks run (tiny sizes) so they do not rot; their numbers are not asserted here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_ingest_benchmark_runs_end_to_end(pg_server_url: str) -> None:
+    env = {**os.environ, "FIELDTRACK_BENCH_DATABASE_URL": pg_server_url}
+    out = subprocess.run([sys.executable, "-m", "bench.ingest", "--devices", "5", "--positions", "3"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "15 acked, 15 committed, 0 errors" in out.stdout
+    assert "ratio end-to-end / raw COPY" in out.stdout
