@@ -36,7 +36,7 @@ def test_serve_on_embedded_database(short_tmp: Path) -> None:
         up = {(item["protocol"], item["transport"]) for item in health["listeners"] if item["up"]}
         assert {("osmand", "http"), ("gt06", "tcp"), ("h02", "udp"), ("teltonika", "tcp"),
                 ("nmea", "tcp")} <= up
-        status, dev = server.api("POST", "/api/devices", {"unique_id": "phone-1", "name": "Rep phone"})
+        status, _dev = server.api("POST", "/api/devices", {"unique_id": "phone-1", "name": "Rep phone"})
         assert status == 201
         assert server.osmand(f"id=phone-1&lat=52.37&lon=4.89&timestamp={T}&speed=10") == 200
         assert server.osmand(f"id=stranger&lat=52.37&lon=4.89&timestamp={T}") == 403

@@ -103,8 +103,8 @@ async def test_position_time_rules(api: Api) -> None:
     url = f"/api/devices/{dev['id']}/positions"
     naive = await api.client.get(url, params={"from": "2026-11-20T08:00:00"}, headers=api.auth())
     assert naive.status_code == 400 and "zone" in naive.json()["detail"]
-    reversed_ = await api.client.get(url, params={"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"},
-                                     headers=api.auth())
+    backwards = {"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}
+    reversed_ = await api.client.get(url, params=backwards, headers=api.auth())
     assert reversed_.status_code == 400
     garbage = await api.client.get(url, params={"from": "yesterday"}, headers=api.auth())
     assert garbage.status_code == 422

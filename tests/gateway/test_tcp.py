@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 
-from tests.gateway.conftest import Running
+import pytest
+
+from tests.gateway import lineproto
+from tests.gateway.conftest import Running, start_gateway, stop_gateway
 
 T = 1_700_000_000
 
@@ -70,7 +75,7 @@ async def test_oversize_frame_is_refused_without_buffering(line_gateway: Running
 
 
 async def test_idle_connection_times_out(line_gateway: Running) -> None:
-    r, w = await connect(line_gateway)
+    r, _w = await connect(line_gateway)
     # The fixture's idle timeout is 2 s; the server closes, we see EOF.
     assert await asyncio.wait_for(r.read(), 10) == b""
 
@@ -134,3 +139,33 @@ async def test_status_only_report_gets_last_location(line_gateway: Running) -> N
     assert (status.latitude, status.longitude, status.valid) == (52.5, 4.5, False)
     assert status.attributes["outdated"] is True
     assert line_gateway.count("dev-5") == 2
+
+
+async def test_refusal_is_logged_once_per_device_with_how_to_register(
+    line_gateway: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fieldtrack.gateway")
+    for _ in range(3):
+        r, w = await connect(line_gateway)
+        w.write(b"LOGIN,imei-x\n")
+        assert await r.readline() == b"NO\n"
+        w.close()
+    lines = [rec.getMessage() for rec in caplog.records if "imei-x" in rec.getMessage()]
+    assert len(lines) == 1, lines
+    assert "POST" in lines[0] and "/api/devices" in lines[0] and "FIELDTRACK_REGISTER_UNKNOWN" in lines[0]
+
+
+async def test_register_unknown_switch_stores_new_devices(database_url: str, tmp_path: Path) -> None:
+    running, tasks = await start_gateway(database_url, tmp_path / "spool", [lineproto.PROTOCOL],
+                                         register_unknown=True)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", running.tcp_port())
+        w.write(b"LOGIN,fresh-1\n" + f"POS,{T},52.1,4.3\n".encode())
+        assert await r.readline() == b"OK\n"
+        assert await r.readline() == f"ACK,{T}\n".encode()
+        assert running.count("fresh-1") == 1
+        device = await running.devices.by_unique_id("fresh-1")
+        assert device is not None and device.protocol == "line"
+        w.close()
+    finally:
+        await stop_gateway(running, tasks)

@@ -119,7 +119,7 @@ def check_expect(p: Position, expect: dict[str, Any], where: str) -> None:
             got = p.attributes.get(ours)
             if want is None:
                 assert ours not in p.attributes, f"{where}: {ours} should be absent, is {got!r}"
-            elif isinstance(want, bool) or isinstance(want, str):
+            elif isinstance(want, (bool, str)):
                 assert got == want, f"{where}: attribute {ours} {got!r} != {want!r}"
             else:
                 assert isinstance(got, int | float) and not isinstance(got, bool), (
