@@ -61,24 +61,25 @@ class StoredPosition:
     server_time: datetime
     position: Position
 
-    def fingerprint(self) -> int:
-        """64-bit hash of what the device reported: a resend hashes the same, a new report not."""
+    def fingerprint(self, attributes: str | None = None) -> int:
+        """64-bit hash of what the device reported: a resend hashes the same, a new report not.
+
+        Stable across processes (unlike ``hash()``), since a resend may reach a restarted server.
+        """
         p = self.position
-        key = "|".join(
-            str(v)
-            for v in (
-                p.fix_time.timestamp(), p.latitude, p.longitude, p.valid, p.speed_kmh, p.course_deg,
-                p.altitude_m, p.accuracy_m, p.hdop, attributes_json(p.attributes),
-            )
-        )
+        if attributes is None:
+            attributes = attributes_json(p.attributes)
+        key = (f"{p.fix_time.timestamp()}|{p.latitude}|{p.longitude}|{p.valid}|{p.speed_kmh}|"
+               f"{p.course_deg}|{p.altitude_m}|{p.accuracy_m}|{p.hdop}|{attributes}")
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
     def row(self) -> tuple[Any, ...]:
         p = self.position
+        attributes = attributes_json(p.attributes)
         return (
-            self.device_id, p.fix_time, self.fingerprint(), self.server_time, p.device_time, p.latitude,
-            p.longitude, p.valid, p.speed_kmh, p.course_deg, p.altitude_m, p.accuracy_m, p.hdop,
-            self.protocol, attributes_json(p.attributes),
+            self.device_id, p.fix_time, self.fingerprint(attributes), self.server_time, p.device_time,
+            p.latitude, p.longitude, p.valid, p.speed_kmh, p.course_deg, p.altitude_m, p.accuracy_m,
+            p.hdop, self.protocol, attributes,
         )
 
     def to_json(self) -> dict[str, Any]:
