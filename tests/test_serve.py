@@ -4,14 +4,17 @@ graceful SIGTERM."""
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from protocols.gt06 import encode_gps, encode_login
 from tests.proxy import proxied
 from tests.serverproc import ServerProcess
 
@@ -57,30 +60,48 @@ def count(url: str, unique_id: str) -> int:
         return int(row[0])
 
 
+def gt06_report(sock: socket.socket, i: int) -> bool:
+    """Send one GT06 location; True when the server acknowledged it."""
+    packet = encode_gps(datetime.fromtimestamp(T, UTC) + timedelta(seconds=i), 52.3 + i / 1000, 4.9, 30, 90,
+                        serial=10 + i)
+    sock.sendall(packet)
+    ack = sock.recv(64)
+    return ack[:4] == b"\x78\x78\x05" + packet[3:4]
+
+
 def test_acked_positions_survive_outage_and_kill_9(database_url: str, short_tmp: Path) -> None:
     proxy, url = proxied(database_url)
     server = ServerProcess(short_tmp / "data", database_url=url)
+    imei = "868000000000017"
     try:
         server.start()
         assert server.api("POST", "/api/devices", {"unique_id": "van-7", "name": "Van 7"})[0] == 201
+        assert server.api("POST", "/api/devices", {"unique_id": imei, "name": "Truck"})[0] == 201
+        tracker = socket.create_connection(("127.0.0.1", server.ports["gt06"]), timeout=30)
+        tracker.sendall(encode_login(imei, 1))
+        assert tracker.recv(64)[:4] == b"\x78\x78\x05\x01"
         acked = 0
         for i in range(5):
             assert server.osmand(f"id=van-7&lat=52.{i}&lon=4.9&timestamp={T + i}") == 200
+            assert gt06_report(tracker, i)
             acked += 1
         proxy.cut()  # the database goes away
         for i in range(5, 15):
             assert server.osmand(f"id=van-7&lat=52.{i}&lon=4.9&timestamp={T + i}") == 200
+            assert gt06_report(tracker, i)
             acked += 1
+        tracker.close()
         spool = server.data_dir / "spool"
         assert any(spool.iterdir()), "acknowledged while the database is away, so it must be spooled"
         server.kill()  # no shutdown, no flush
-        assert count(database_url, "van-7") == 5
+        assert count(database_url, "van-7") == 5 and count(database_url, imei) == 5
         proxy.start()  # the database is back
         server.start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count(database_url, "van-7") < acked:
+        while time.monotonic() < deadline and count(database_url, imei) < acked:
             time.sleep(0.2)
         assert count(database_url, "van-7") == acked
+        assert count(database_url, imei) == acked
         # A resend of something already stored changes nothing.
         assert server.osmand(f"id=van-7&lat=52.0&lon=4.9&timestamp={T}") == 200
         assert count(database_url, "van-7") == acked
