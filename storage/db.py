@@ -33,4 +33,6 @@ def open_pool(url: str, size: int) -> AsyncConnectionPool:
         max_size=size,
         kwargs={"autocommit": True},
         open=False,
+        # An API call should fail fast with 503 while the database is away, not hang for 30 s.
+        timeout=5.0,
     )
