@@ -25,6 +25,7 @@ from typing import Any
 from protocols import keys
 from protocols.base import FrameResult, Protocol, need_more
 from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.text_fields import cell_tower, degrees_minutes, status_report
 
 MAX_FRAME = 2048  # Traccar's limit for this protocol
 _DELIMITERS = b";*\n"
@@ -210,10 +211,7 @@ def _decode_regular(text: str, imei: str, frame: bytes) -> Decoded:
 
     if m["fix"] is None:  # "L": no GPS, only the serving cell
         if m["lac"] is not None:
-            attrs[keys.CELL_TOWERS] = [
-                {"mcc": None, "mnc": None, "lac": int(m["lac"], 16), "cid": int(m["cid"], 16),
-                 "rssi": None}
-            ]
+            attrs[keys.CELL_TOWERS] = [cell_tower(None, None, int(m["lac"], 16), int(m["cid"], 16))]
         position = Position(fix_time=datetime.now(UTC), latitude=None, longitude=None, valid=False,
                             unique_id=imei, attributes=attrs)
         return Decoded(positions=[position], reply=reply, unique_id=imei)
@@ -284,10 +282,10 @@ def _put_float(attrs: dict[str, Any], key: str, raw: str | None) -> None:
 
 def _coordinate(deg: str, minutes: str, hemisphere: str | None, negative: str, limit: float,
                 frame: bytes) -> float:
-    value = int(deg) + float(minutes) / 60
-    if value > limit:
+    value = degrees_minutes(deg, minutes, hemisphere, negative)
+    if abs(value) > limit:
         raise DecodeError("gps103 coordinate out of range", frame)
-    return -value if hemisphere == negative else value
+    return value
 
 
 def _report_time(m: re.Match[str]) -> datetime:
@@ -363,9 +361,7 @@ def _decode_obd(text: str, imei: str) -> Decoded:
     dtcs = " ".join(code for code in m["dtcs"].split(",") if code.strip())
     if dtcs:
         attrs[keys.from_traccar("dtcs")[0]] = dtcs
-    position = Position(fix_time=when, device_time=when, latitude=None, longitude=None, valid=False,
-                        unique_id=imei, attributes=attrs)
-    return Decoded(positions=[position], unique_id=imei)
+    return Decoded(positions=[status_report(when, imei, attrs)], unique_id=imei)
 
 
 def _clock(m: re.Match[str]) -> datetime | None:

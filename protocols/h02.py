@@ -20,12 +20,24 @@ Traccar stores; a report with a time but no date is stamped with the receive tim
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from protocols import keys
 from protocols.base import FrameResult, Protocol, need_more
 from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.text_fields import (
+    DDMMYY,
+    HHMMSS,
+    blamed_on,
+    cell_tower,
+    check_on_earth,
+    degrees_minutes,
+    float_field,
+    lenient_datetime,
+    lenient_datetime_of,
+    status_report,
+)
 
 _MARKERS = b"*$X"
 _MAX_TEXT = 2048
@@ -113,30 +125,12 @@ def next_frame(buffer: bytes) -> FrameResult:
 
 
 def _now() -> datetime:
+    # Module-level so a test can freeze the clock (monkeypatch h02._now).
     return datetime.now(UTC)
-
-
-def _when(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
-    """Java-lenient date: overflowing fields roll into the next unit, two-digit years are 20xx."""
-    if year < 100:
-        year += 2000
-    carry, month0 = divmod(month - 1, 12)
-    try:
-        base = datetime(year + carry, month0 + 1, 1, tzinfo=UTC)
-        return base + timedelta(days=day - 1, hours=hour, minutes=minute, seconds=second)
-    except (ValueError, OverflowError) as exc:
-        raise DecodeError(f"h02 date out of range: {exc}") from exc
 
 
 def _has(*values: str | None) -> bool:
     return all(v for v in values)
-
-
-def _float(text: str | None, frame: bytes) -> float:
-    try:
-        return float(text or 0)
-    except ValueError as exc:
-        raise DecodeError(f"h02 bad number {text!r}", frame) from exc
 
 
 def _status_attributes(status: int, attrs: dict[str, Any]) -> None:
@@ -154,8 +148,7 @@ def _status_attributes(status: int, attrs: dict[str, Any]) -> None:
 
 
 def _fix(when: datetime, lat: float, lon: float, frame: bytes, **fields: Any) -> Position:
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise DecodeError(f"h02 coordinate out of range ({lat}, {lon})", frame)
+    check_on_earth(lat, lon, frame, protocol="h02")
     speed, course = fields.pop("speed_kn", None), fields.pop("course_deg", None)
     return Position(
         fix_time=when,
@@ -166,12 +159,6 @@ def _fix(when: datetime, lat: float, lon: float, frame: bytes, **fields: Any) ->
         course_deg=course if course is not None and 0 <= course <= 360 else None,
         **fields,
     )
-
-
-def _status_only(when: datetime | None, unique_id: str | None, attrs: dict[str, Any]) -> Position:
-    at = when or _now()
-    return Position(fix_time=at, device_time=at, latitude=None, longitude=None, valid=False,
-                    unique_id=unique_id, attributes=attrs)
 
 
 def _reply(unique_id: str, kind: str) -> bytes:
@@ -214,7 +201,7 @@ def _decode_binary(frame: bytes, session: Session) -> Decoded:
     body = frame[1 + id_size :]
     clock = _bcd(body[0:6], frame)  # hhmmss ddmmyy
     hh, mi, ss, dd, mo, yy = (int(clock[i : i + 2]) for i in range(0, 12, 2))
-    when = _when(yy, mo, dd, hh, mi, ss)
+    when = lenient_datetime(yy, mo, dd, hh, mi, ss, protocol="h02")
     # Latitude ddmm.mmmm in 4 bytes, battery byte, longitude dddmm.mmmm in 4.5 bytes + flag nibble.
     lat_digits = _bcd(body[6:10], frame)
     lon_bytes = body[11:16]
@@ -250,10 +237,10 @@ _COORD = r"""
       | (?P<{p}3d>\d+)(?P<{p}3m>\d\d)(?P<{p}3f>\d{{4}}),(?P<{p}3h>[{h}]), # ddmmmmmm, no dot
     )"""
 _REPORT = re.compile(
-    r"""
+    rf"""
     \*..,(?P<id>\d+)?,
     (?:V4,(?P<result>.*),|(?P<type>V[^,]*),)                # V4 = answer to a command
-    (?:(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d))?,
+    (?:{HHMMSS})?,
     (?:(?P<validity>[ABV])?,|(?P<coding>\d+),)
     """
     + _COORD.format(p="lat", h="NS")
@@ -262,7 +249,7 @@ _REPORT = re.compile(
     \ *(?P<speed>\d+\.?\d*),                                # knots
     (?P<course>\d+\.?\d*)?,
     (?:\d+,)?                                               # battery (some firmwares)
-    (?:(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d))?
+    (?:{DDMMYY})?
     (?:,[^,]*,[^,]*,[^,]*)?                                 # SIM info
     (?:,(?P<status>{_HEX}{{8}})
         (?:,(?P<odometer>\d+),(?P<temp>-?\d+),(?P<fuel>\d+\.\d+),(?P<alt>-?\d+),
@@ -274,19 +261,19 @@ _REPORT = re.compile(
     re.VERBOSE | re.DOTALL | re.ASCII,
 )
 _NBR = re.compile(
-    rf"\*..,(?P<id>\d+),NBR,(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d),(?P<mcc>\d+),(?P<mnc>\d+),\d+,\d+,"
-    rf"(?P<cells>(?:\d+,\d+,-?\d+,)+)(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d),(?P<status>{_HEX}{{8}}).*",
+    rf"\*..,(?P<id>\d+),NBR,{HHMMSS},(?P<mcc>\d+),(?P<mnc>\d+),\d+,\d+,"
+    rf"(?P<cells>(?:\d+,\d+,-?\d+,)+){DDMMYY},(?P<status>{_HEX}{{8}}).*",
     re.DOTALL | re.ASCII,
 )
 _LINK = re.compile(
-    r"\*..,(?P<id>\d+),LINK,(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d),(?P<rssi>\d+),(?P<sat>\d+),"
-    r"(?P<battery>\d+),(?P<steps>\d+),(?P<turnovers>\d+),(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d),"
+    rf"\*..,(?P<id>\d+),LINK,{HHMMSS},(?P<rssi>\d+),(?P<sat>\d+),"
+    rf"(?P<battery>\d+),(?P<steps>\d+),(?P<turnovers>\d+),{DDMMYY},"
     rf"(?P<status>{_HEX}{{8}}).*",
     re.DOTALL | re.ASCII,
 )
 _V3 = re.compile(
-    r"\*..,(?P<id>\d+),V3,(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d),(?P<mcc>\d{3})(?P<mnc>\d+),(?P<count>\d+),"
-    rf"(?P<cells>.*),(?P<battery>{_HEX}{{4}}),\d+,X,(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d),"
+    rf"\*..,(?P<id>\d+),V3,{HHMMSS},(?P<mcc>\d{{3}})(?P<mnc>\d+),(?P<count>\d+),"
+    rf"(?P<cells>.*),(?P<battery>{_HEX}{{4}}),\d+,X,{DDMMYY},"
     rf"(?P<status>{_HEX}{{8}})#?",
     re.DOTALL | re.ASCII,
 )
@@ -294,7 +281,7 @@ _VP1 = re.compile(
     r"\*hq,(?P<id>\d{15}),VP1,"
     r"(?:V,(?P<mcc>\d+),(?P<mnc>\d+),(?P<cells>[^#]+)"
     r"|[AB],(?P<latd>\d+)(?P<latm>\d\d\.\d+),(?P<lath>[NS]),(?P<lond>\d+)(?P<lonm>\d\d\.\d+),(?P<lonh>[EW]),"
-    r"(?P<speed>\d+\.\d+),(?P<course>\d+\.\d+),(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d)).*",
+    rf"(?P<speed>\d+\.\d+),(?P<course>\d+\.\d+),{DDMMYY}).*",
     re.DOTALL | re.ASCII,
 )
 _HTBT = re.compile(r"\*HQ,(?P<id>\d{15}),HTBT,(?P<battery>\d+).*", re.DOTALL | re.ASCII)
@@ -310,19 +297,9 @@ def _coordinate(m: re.Match[str], prefix: str, negative: str) -> float | None:
         if hem is None:
             continue
         if alt == "3":
-            value = int(deg) + float(f"{minutes}.{m[prefix + '3f']}") / 60
-        else:
-            value = int(deg or 0) + float(minutes) / 60
-        return -value if hem == negative else value
+            minutes = f"{minutes}.{m[prefix + '3f']}"  # ddmmmmmm: the dot is implied after mm
+        return degrees_minutes(deg, minutes, hem, negative)
     return None
-
-
-def _cell(mcc: int | None, mnc: int | None, lac: int, cid: int, rssi: int | None = None) -> dict[str, Any]:
-    return {"mcc": mcc, "mnc": mnc, "lac": lac, "cid": cid, "rssi": rssi}
-
-
-def _date_of(m: re.Match[str]) -> datetime:
-    return _when(int(m["year"]), int(m["month"]), int(m["day"]), int(m["hh"]), int(m["mi"]), int(m["ss"]))
 
 
 def _decode_report(text: str, frame: bytes, session: Session) -> Decoded:
@@ -344,7 +321,7 @@ def _decode_report(text: str, frame: bytes, session: Session) -> Decoded:
         raise DecodeError("h02 report without coordinates", frame)
     if _has(m["day"], m["month"], m["year"]):
         hms = [int(m[k]) for k in ("hh", "mi", "ss")] if _has(m["hh"]) else [0, 0, 0]
-        when = _when(int(m["year"]), int(m["month"]), int(m["day"]), *hms)
+        when = lenient_datetime(int(m["year"]), int(m["month"]), int(m["day"]), *hms, protocol="h02")
     else:
         when = _now()  # no date on the wire: Traccar stamps the receive time
     if m["status"]:
@@ -355,16 +332,17 @@ def _decode_report(text: str, frame: bytes, session: Session) -> Decoded:
         attrs[keys.from_traccar("temp1")[0]] = int(m["temp"])
         attrs[keys.FUEL] = float(m["fuel"])
         altitude = float(m["alt"]) if -12262 <= int(m["alt"]) <= 18000 else None
-        attrs[keys.CELL_TOWERS] = [_cell(None, None, int(m["lac"], 16), int(m["cid"], 16))]
+        attrs[keys.CELL_TOWERS] = [cell_tower(None, None, int(m["lac"], 16), int(m["cid"], 16))]
     if m["data"]:
         values = m["data"].split(",")
         while values and not values[-1]:
             values.pop()  # Java's split drops trailing empty fields
         for i, value in enumerate(values, 1):
             attrs[keys.from_traccar(f"io{i}")[0]] = value.strip(_JAVA_SPACE)
-    position = _fix(when, lat, lon, frame, valid=valid, speed_kn=_float(m["speed"], frame),
-                    course_deg=_float(m["course"], frame), altitude_m=altitude, unique_id=uid,
-                    attributes=attrs)
+    speed = float_field(m["speed"], frame, protocol="h02")
+    course = float_field(m["course"] or "0", frame, protocol="h02")  # a missing course reads 0, as in Traccar
+    position = _fix(when, lat, lon, frame, valid=valid, speed_kn=speed, course_deg=course,
+                    altitude_m=altitude, unique_id=uid, attributes=attrs)
     return Decoded(positions=[position], reply=reply, unique_id=uid)
 
 
@@ -374,11 +352,12 @@ def _decode_nbr(text: str, frame: bytes) -> Decoded:
         return Decoded()
     uid, mcc, mnc = m["id"], int(m["mcc"]), int(m["mnc"])
     fields = m["cells"].split(",")
-    towers = [_cell(mcc, mnc, int(fields[i]), int(fields[i + 1]), int(fields[i + 2]))
+    towers = [cell_tower(mcc, mnc, int(fields[i]), int(fields[i + 1]), int(fields[i + 2]))
               for i in range(0, len(fields) - 2, 3)]
     attrs: dict[str, Any] = {keys.CELL_TOWERS: towers}
     _status_attributes(int(m["status"], 16), attrs)
-    return Decoded([_status_only(_date_of(m), uid, attrs)], reply=_reply(uid, "NBR"), unique_id=uid)
+    position = status_report(lenient_datetime_of(m, protocol="h02"), uid, attrs)
+    return Decoded([position], reply=_reply(uid, "NBR"), unique_id=uid)
 
 
 def _decode_link(text: str, frame: bytes) -> Decoded:
@@ -393,7 +372,7 @@ def _decode_link(text: str, frame: bytes) -> Decoded:
         keys.from_traccar("turnovers")[0]: int(m["turnovers"]),
     }
     _status_attributes(int(m["status"], 16), attrs)
-    return Decoded([_status_only(_date_of(m), m["id"], attrs)], unique_id=m["id"])
+    return Decoded([status_report(lenient_datetime_of(m, protocol="h02"), m["id"], attrs)], unique_id=m["id"])
 
 
 def _decode_v3(text: str, frame: bytes) -> Decoded:
@@ -405,13 +384,13 @@ def _decode_v3(text: str, frame: bytes) -> Decoded:
     if len(fields) < count * 4 - 1:
         raise DecodeError("h02 V3 report lists fewer cells than it counts", frame)
     try:
-        towers = [_cell(mcc, mnc, int(fields[i * 4]), int(fields[i * 4 + 1])) for i in range(count)]
+        towers = [cell_tower(mcc, mnc, int(fields[i * 4]), int(fields[i * 4 + 1])) for i in range(count)]
     except ValueError as exc:
         raise DecodeError("h02 V3 cell is not a number", frame) from exc
     # The battery word's unit is undocumented (values around 0x02A0); keep it raw, not as volts.
     attrs: dict[str, Any] = {keys.CELL_TOWERS: towers, "battery_raw": int(m["battery"], 16)}
     _status_attributes(int(m["status"], 16), attrs)
-    return Decoded([_status_only(_date_of(m), m["id"], attrs)], unique_id=m["id"])
+    return Decoded([status_report(lenient_datetime_of(m, protocol="h02"), m["id"], attrs)], unique_id=m["id"])
 
 
 def _decode_vp1(text: str, frame: bytes) -> Decoded:
@@ -425,15 +404,15 @@ def _decode_vp1(text: str, frame: bytes) -> Decoded:
         for cell in m["cells"].split("Y"):
             values = cell.split(",")
             try:
-                towers.append(_cell(mcc, mnc, int(values[0]), int(values[1]), int(values[2])))
+                towers.append(cell_tower(mcc, mnc, int(values[0]), int(values[1]), int(values[2])))
             except (ValueError, IndexError) as exc:
                 raise DecodeError("h02 VP1 cell list is malformed", frame) from exc
-        return Decoded([_status_only(None, uid, {keys.CELL_TOWERS: towers})], unique_id=uid)
-    lat = int(m["latd"]) + float(m["latm"]) / 60
-    lon = int(m["lond"]) + float(m["lonm"]) / 60
-    when = _when(int(m["year"]), int(m["month"]), int(m["day"]))
-    position = _fix(when, -lat if m["lath"] == "S" else lat, -lon if m["lonh"] == "W" else lon, frame,
-                    valid=True, speed_kn=float(m["speed"]), course_deg=float(m["course"]), unique_id=uid)
+        return Decoded([status_report(_now(), uid, {keys.CELL_TOWERS: towers})], unique_id=uid)
+    lat = degrees_minutes(m["latd"], m["latm"], m["lath"], "S")
+    lon = degrees_minutes(m["lond"], m["lonm"], m["lonh"], "W")
+    when = lenient_datetime(int(m["year"]), int(m["month"]), int(m["day"]), protocol="h02")
+    position = _fix(when, lat, lon, frame, valid=True, speed_kn=float(m["speed"]),
+                    course_deg=float(m["course"]), unique_id=uid)
     return Decoded([position], unique_id=uid)
 
 
@@ -441,7 +420,7 @@ def _decode_heartbeat(text: str, frame: bytes, reply: bytes) -> Decoded:
     m = _HTBT.fullmatch(text)
     if m is None:
         return Decoded(reply=reply)
-    position = _status_only(None, m["id"], {keys.BATTERY_PCT: int(m["battery"])})
+    position = status_report(_now(), m["id"], {keys.BATTERY_PCT: int(m["battery"])})
     return Decoded([position], reply=reply, unique_id=m["id"])
 
 
@@ -449,7 +428,7 @@ def _decode_sms(text: str, frame: bytes) -> Decoded:
     m = _SMS.fullmatch(text)
     if m is None:
         return Decoded()
-    return Decoded([_status_only(None, m["id"], {keys.RESULT: m["text"]})], unique_id=m["id"])
+    return Decoded([status_report(_now(), m["id"], {keys.RESULT: m["text"]})], unique_id=m["id"])
 
 
 def _decode_text(frame: bytes, session: Session) -> Decoded:
@@ -488,15 +467,11 @@ def decode(frame: bytes, session: Session) -> Decoded:
         raise DecodeError("empty h02 frame", frame)
     if len(frame) > _MAX_DECODE:
         raise DecodeError("h02 frame too long", frame)
-    try:
+    with blamed_on(frame):
         if frame[0] == ord("*"):
             return _decode_text(frame, session)
         if frame[0] == ord("$"):
             return _decode_binary(frame, session)
-    except DecodeError as exc:
-        if not exc.frame:
-            exc.frame = bytes(frame)
-        raise
     if frame[0] == ord("X"):
         return Decoded()  # undocumented 32-byte record; Traccar ignores it as well
     raise DecodeError("h02 frame starts with neither '*', '$' nor 'X'", frame)

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 from protocols import keys
 from protocols.base import FrameResult, Protocol, need_more
 from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.text_fields import cell_tower
 
 MAX_BODY = 1 << 20  # the HTTP layer refuses larger bodies before they get here
 _MAX_SPEED_KMH = knots_to_kmh(869)
@@ -184,8 +185,9 @@ def _add_cell(r: _Report, value: str, frame: bytes) -> None:
     parts = value.split(",")
     if len(parts) not in (4, 5) or not all(_INTEGER.fullmatch(p.strip()) for p in parts):
         raise DecodeError("osmand: cell is not 'mcc,mnc,lac,cid[,rssi]'", frame)
-    mcc, mnc, lac, cid, *rest = (int(p) for p in parts)
-    tower = {"mcc": mcc, "mnc": mnc, "lac": lac, "cid": cid, "rssi": rest[0] if rest else None}
+    # Parse what was checked: str.strip() also drops \x1c-\x1f, which int() would refuse.
+    mcc, mnc, lac, cid, *rest = (int(p.strip()) for p in parts)
+    tower = cell_tower(mcc, mnc, lac, cid, rest[0] if rest else None)
     r.attributes.setdefault(keys.CELL_TOWERS, []).append(tower)
 
 
@@ -194,7 +196,7 @@ def _add_wifi(r: _Report, value: str, frame: bytes) -> None:
     parts = value.split(",")
     if len(parts) != 2 or not _INTEGER.fullmatch(parts[1].strip()):
         raise DecodeError("osmand: wifi is not 'mac,rssi'", frame)
-    access_point = {"mac": parts[0].strip().replace("-", ":"), "rssi": int(parts[1])}
+    access_point = {"mac": parts[0].strip().replace("-", ":"), "rssi": int(parts[1].strip())}
     r.attributes.setdefault(keys.WIFI, []).append(access_point)
 
 

@@ -19,12 +19,24 @@ from __future__ import annotations
 
 import re
 import struct
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from protocols import keys
 from protocols.base import FrameResult, Protocol, need_more
 from protocols.model import Decoded, DecodeError, Position, Session
+from protocols.text_fields import (
+    DDMMYY,
+    HHMMSS,
+    blamed_on,
+    cell_tower,
+    check_on_earth,
+    degrees_minutes,
+    float_field,
+    lenient_datetime,
+    lenient_datetime_of,
+    status_report,
+)
 
 MAX_FRAME = 1024  # Traccar drops a partial frame once this much is buffered
 # Longest frame decode() accepts (a UDP datagram is not bounded by the framer); also keeps every
@@ -73,7 +85,7 @@ _REPORT = re.compile(
     \ *(?P<latd>\d*)(?P<latm>\d\d\.\d+)(?P<lath>[NS]),?
     \ *(?P<lond>\d*)(?P<lonm>\d\d\.\d+)(?P<lonh>[EW]),?
     (?P<speed>[\ \d.]{{1,5}})(?:\d*,)?                      # km/h
-    (?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d),?
+    {HHMMSS},?
     (?:
         (?:(?P<course6>[\ \d.]{{6}})|(?P<course2>\d\d)),?
         (?P<charge>[01])(?P<ignition>[01])
@@ -89,7 +101,7 @@ _REPORT = re.compile(
     re.VERBOSE | re.DOTALL | re.ASCII,
 )
 _BATTERY = re.compile(
-    r"\(?(?P<id>\d+),ZC20,(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d),(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d),"
+    rf"\(?(?P<id>\d+),ZC20,{DDMMYY},{HHMMSS},"
     r"(?P<level>\d+),(?P<battery>\d+),(?P<power>\d+),\d+.*",
     re.DOTALL | re.ASCII,
 )
@@ -103,11 +115,11 @@ _NETWORK = re.compile(
 _LBS_WIFI = re.compile(
     r"\(?(?P<id>\d+),(?P<type>.{4}),(?P<mcc>\d+),(?P<mnc>\d+),(?P<lac>\d+),(?P<cid>\d+),(?P<count>\d+),"
     rf"(?P<macs>(?:(?:{_X}{{2}}:){{5}}{_X}{{2}}\*[-+]?\d+\*\d+,)*)"
-    r"(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d),(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d).*",
+    rf"{DDMMYY},{HHMMSS}.*",
     re.DOTALL | re.ASCII,
 )
 _COMMAND_RESULT = re.compile(
-    r"\(?(?P<id>\d+),.{4},(?P<day>\d\d)(?P<month>\d\d)(?P<year>\d\d),(?P<hh>\d\d)(?P<mi>\d\d)(?P<ss>\d\d),"
+    rf"\(?(?P<id>\d+),.{{4}},{DDMMYY},{HHMMSS},"
     r"\$(?P<text>.*?)(?:\$|$).*",
     re.DOTALL | re.ASCII,
 )
@@ -149,39 +161,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _when(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
-    """Java-lenient date: overflowing fields roll into the next unit, two-digit years are 20xx."""
-    if year < 100:
-        year += 2000
-    carry, month0 = divmod(month - 1, 12)
-    try:
-        base = datetime(year + carry, month0 + 1, 1, tzinfo=UTC)
-        return base + timedelta(days=day - 1, hours=hour, minutes=minute, seconds=second)
-    except (ValueError, OverflowError) as exc:
-        raise DecodeError(f"tk103 date out of range: {exc}") from exc
-
-
-def _dmy_hms(m: re.Match[str]) -> datetime:
-    return _when(int(m["year"]), int(m["month"]), int(m["day"]), int(m["hh"]), int(m["mi"]), int(m["ss"]))
-
-
-def _number(text: str, frame: bytes) -> float:
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise DecodeError(f"tk103 bad number {text!r}", frame) from exc
-
-
-def _status_only(when: datetime | None, unique_id: str, attrs: dict[str, Any]) -> Position:
-    at = when or _now()
-    return Position(fix_time=at, device_time=at, latitude=None, longitude=None, valid=False,
-                    unique_id=unique_id, attributes=attrs)
-
-
-def _cell(mcc: int, mnc: int, lac: int, cid: int) -> dict[str, Any]:
-    return {"mcc": mcc, "mnc": mnc, "lac": lac, "cid": cid, "rssi": None}
-
-
 def _clean_id(raw: str) -> str:
     # An 11-character id makes Traccar's pattern swallow the "(" into the id; it is not part of it.
     return raw.lstrip("(")
@@ -203,7 +182,7 @@ def _decode_battery(text: str, frame: bytes) -> list[Position]:
         attrs[keys.BATTERY_V] = round(battery * 0.01, 2)
     if power != _UNSET_16:
         attrs[keys.POWER_V] = round(power * 0.1, 1)
-    return [_status_only(_dmy_hms(m), m["id"], attrs)]
+    return [status_report(lenient_datetime_of(m, protocol="tk103"), m["id"], attrs)]
 
 
 def _decode_cells(text: str, frame: bytes) -> list[Position]:
@@ -218,17 +197,17 @@ def _decode_cells(text: str, frame: bytes) -> list[Position]:
             mcc, mnc, lac, cid = (int(v) for v in cell[1:-1].split(","))
         except ValueError as exc:
             raise DecodeError("tk103 cell is not {mcc,mnc,lac,cid}", frame) from exc
-        towers.append(_cell(mcc, mnc, lac, cid))
+        towers.append(cell_tower(mcc, mnc, lac, cid))
     attrs = {keys.CELL_TOWERS: towers, keys.ODOMETER_M: int(m["odometer"], 16)}
-    return [_status_only(None, m["id"], attrs)]
+    return [status_report(_now(), m["id"], attrs)]
 
 
 def _decode_network(text: str, frame: bytes) -> list[Position]:
     m = _NETWORK.fullmatch(text)
     if m is None:
         return []
-    tower = _cell(int(m["mcc"]), int(m["mnc"]), int(m["lac"], 16), int(m["cid"], 16))
-    return [_status_only(None, m["id"], {keys.CELL_TOWERS: [tower]})]
+    tower = cell_tower(int(m["mcc"]), int(m["mnc"]), int(m["lac"], 16), int(m["cid"], 16))
+    return [status_report(_now(), m["id"], {keys.CELL_TOWERS: [tower]})]
 
 
 def _decode_lbs_wifi(text: str, frame: bytes) -> list[Position]:
@@ -237,7 +216,7 @@ def _decode_lbs_wifi(text: str, frame: bytes) -> list[Position]:
         return []
     attrs: dict[str, Any] = {}
     _type_attributes(m["type"], "0", attrs)
-    attrs[keys.CELL_TOWERS] = [_cell(int(m["mcc"]), int(m["mnc"]), int(m["lac"]), int(m["cid"]))]
+    attrs[keys.CELL_TOWERS] = [cell_tower(int(m["mcc"]), int(m["mnc"]), int(m["lac"]), int(m["cid"]))]
     entries = [e for e in m["macs"].split(",") if e]
     if entries and len(entries) == int(m["count"]):
         wifi = []
@@ -245,21 +224,21 @@ def _decode_lbs_wifi(text: str, frame: bytes) -> list[Position]:
             mac, rssi, _channel = entry.split("*")
             wifi.append({"mac": mac, "rssi": int(rssi)})
         attrs[keys.WIFI] = wifi
-    return [_status_only(_dmy_hms(m), m["id"], attrs)]
+    return [status_report(lenient_datetime_of(m, protocol="tk103"), m["id"], attrs)]
 
 
 def _decode_command_result(text: str, frame: bytes) -> list[Position]:
     m = _COMMAND_RESULT.fullmatch(text)
     if m is None:
         return []
-    return [_status_only(_dmy_hms(m), m["id"], {keys.RESULT: m["text"]})]
+    return [status_report(lenient_datetime_of(m, protocol="tk103"), m["id"], {keys.RESULT: m["text"]})]
 
 
 def _decode_vin(text: str, frame: bytes) -> list[Position]:
     m = _VIN.fullmatch(text)
     if m is None:
         return []
-    return [_status_only(None, m["id"], {keys.VIN: m["vin"]})]
+    return [status_report(_now(), m["id"], {keys.VIN: m["vin"]})]
 
 
 def _decode_bms_binary(payload: bytes, attrs: dict[str, Any]) -> None:
@@ -333,7 +312,7 @@ def _decode_bms(text: str, frame: bytes) -> list[Position]:
             _decode_bms_records(payload, attrs)
     except (ValueError, IndexError, struct.error) as exc:
         raise DecodeError(f"tk103 BMS payload malformed: {exc}", frame) from exc
-    return [_status_only(None, unique_id, attrs)]
+    return [status_report(_now(), unique_id, attrs)]
 
 
 def _type_attributes(kind: str, data: str | None, attrs: dict[str, Any]) -> None:
@@ -360,15 +339,14 @@ def _decode_report(text: str, frame: bytes) -> list[Position]:
     _type_attributes(m["type"], m["alarm"] or m["data"] or None, attrs)
     d1, d2, d3 = int(m["d1"]), int(m["d2"]), int(m["d3"])
     ymd = (d3, d2, d1) if alternative else (d1, d2, d3)  # ddmmyy vs yymmdd
-    when = _when(*ymd, int(m["hh"]), int(m["mi"]), int(m["ss"]))
-    lat = int(m["latd"] or 0) + float(m["latm"]) / 60
-    lon = int(m["lond"] or 0) + float(m["lonm"]) / 60
-    lat, lon = (-lat if m["lath"] == "S" else lat), (-lon if m["lonh"] == "W" else lon)
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise DecodeError(f"tk103 coordinate out of range ({lat}, {lon})", frame)
-    speed = _number(m["speed"], frame)
+    when = lenient_datetime(*ymd, int(m["hh"]), int(m["mi"]), int(m["ss"]), protocol="tk103")
+    lat = degrees_minutes(m["latd"], m["latm"], m["lath"], "S")
+    lon = degrees_minutes(m["lond"], m["lonm"], m["lonh"], "W")
+    check_on_earth(lat, lon, frame, protocol="tk103")
+    speed = float_field(m["speed"], frame, protocol="tk103")
     course_text = m["course"] or m["course2"] or m["course6"]
-    course = _number(course_text, frame) if course_text and course_text.strip() else None
+    blank_course = not (course_text and course_text.strip())
+    course = None if blank_course else float_field(course_text, frame, protocol="tk103")
     if m["charge"] is not None:
         attrs[keys.CHARGE] = m["charge"] == "0"
         attrs[keys.IGNITION] = m["ignition"] == "1"
@@ -433,16 +411,12 @@ def decode(frame: bytes, session: Session) -> Decoded:
             return Decoded(reply=f"({head_id}AP01HSO)".encode(), unique_id=head_id)
         if kind == "BP05":
             reply = f"({head_id}AP05)".encode()
-    try:
+    with blamed_on(frame):
         if text.find("{") > 0 and text.find("}") > 0:
             positions = _decode_cells(text, frame)
         else:
             handler = next((h for marker, h in _BY_MARKER if marker in text), _decode_report)
             positions = handler(text, frame)
-    except DecodeError as exc:
-        if not exc.frame:
-            exc.frame = bytes(frame)
-        raise
     unique_id = positions[0].unique_id if positions else None
     return Decoded(positions=positions, reply=reply, unique_id=unique_id)
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols import keys
 from protocols.gps103 import MAX_FRAME, PROTOCOL
-from protocols.model import Decoded, DecodeError, Session
+from protocols.model import DecodeError, Session
+from tests.protocols.fuzz import (
+    all_finite,
+    check_decoder,
+    check_every_split,
+    check_next_frame,
+    chunk_mutations,
+    drain,
+    fuzz_settings,
+    real_frames,
+)
 from tests.protocols.vectors import (
-    frame_bytes,
-    frames_fed_in_chunks,
     frames_of,
     replay_method,
     vectors_for,
@@ -22,8 +29,8 @@ from tests.protocols.vectors import (
 
 VECTORS = vectors_for("gps103")
 ALL = [v for items in VECTORS.values() for v in items]
-REAL_FRAMES = [frame_bytes(v) for v in ALL]
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+REAL_FRAMES = real_frames(VECTORS)
+FUZZ = fuzz_settings(300)
 
 
 def test_vector_count() -> None:
@@ -57,8 +64,7 @@ def test_stream_is_cut_into_the_sentences_sent() -> None:
 
 def test_stream_split_at_every_byte_gives_the_same_frames() -> None:
     stream, sent = _stream()
-    for split in range(len(stream) + 1):
-        assert frames_fed_in_chunks(PROTOCOL, stream, split) == sent, split
+    check_every_split(PROTOCOL, stream, sent)
 
 
 def test_need_more_without_a_delimiter() -> None:
@@ -198,34 +204,17 @@ def test_oversize_input_is_dropped_not_buffered() -> None:
 
 
 def _check_next_frame(buffer: bytes) -> None:
-    frame, used = PROTOCOL.next_frame(buffer)
-    assert 0 <= used <= len(buffer)
+    frame, used = check_next_frame(PROTOCOL, buffer)
     if frame is not None:
-        assert used > 0
         assert frame == buffer[:used]
     if buffer and len(buffer) >= MAX_FRAME:
         assert used > 0  # never keeps a buffer that can no longer hold a frame
 
 
-def _finite(value: object) -> bool:
-    """Attributes end up in jsonb, which refuses inf and NaN."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
-
-
 def _check_decode(frame: bytes) -> None:
-    try:
-        decoded = PROTOCOL.decode(frame, Session())
-    except DecodeError:
-        return
-    assert isinstance(decoded, Decoded)
-    for p in decoded.positions:
-        assert _finite(p.attributes)
+    decoded = check_decoder(PROTOCOL, frame)
+    for p in decoded.positions if decoded else []:
+        assert all_finite(p.attributes)
 
 
 @FUZZ
@@ -233,41 +222,27 @@ def _check_decode(frame: bytes) -> None:
 def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     _check_next_frame(data)
     _check_decode(data)
-    # Draining terminates and always makes progress.
-    buf, rounds = data, 0
-    while buf:
-        frame, used = PROTOCOL.next_frame(buf)
-        if used == 0:
-            break
-        buf = buf[used:]
-        rounds += 1
-        if frame is not None:
-            _check_decode(frame)
-    assert rounds <= len(data)
-
-
-@st.composite
-def mutated_frames(draw: st.DrawFn) -> bytes:
-    frame = bytearray(draw(st.sampled_from(REAL_FRAMES)))
-    for _ in range(draw(st.integers(1, 6))):
-        action = draw(st.sampled_from(["flip", "insert", "delete", "digit"]))
-        at = draw(st.integers(0, len(frame)))
-        if action == "insert":
-            frame[at:at] = draw(st.binary(min_size=1, max_size=8))
-        elif frame and at < len(frame):
-            if action == "delete":
-                del frame[at:at + draw(st.integers(1, 8))]
-            elif action == "digit":
-                frame[at] = draw(st.sampled_from(b"0123456789,.;*-:%"))
-            else:
-                frame[at] = draw(st.integers(0, 255))
-    return bytes(frame)
+    frames, _ = drain(PROTOCOL, data)  # terminates, at most one call per byte
+    for frame in frames:
+        _check_decode(frame)
 
 
 @FUZZ
-@given(mutated_frames())
+@given(chunk_mutations(REAL_FRAMES, b"0123456789,.;*-:%"))
 def test_fuzz_mutated_frames(frame: bytes) -> None:
     _check_next_frame(frame)
     _check_decode(frame)
     for cut in frames_of(PROTOCOL, frame):
         _check_decode(cut)
+
+
+def test_absurdly_long_degrees_are_a_decode_error_not_an_overflow() -> None:
+    from protocols.model import DecodeError, Session
+
+    frame = b"imei:359710049095095,tracker,151006152911,,F,235957.000,A," + b"9" * 400 + b"29.5156,N,"
+    frame += b"09948.1166,W,0.00,0;"
+    try:
+        decoded = PROTOCOL.decode(frame, Session())
+    except DecodeError:
+        return
+    assert all(p.latitude is None or -90 <= p.latitude <= 90 for p in decoded.positions)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from protocols import gt06, keys
 from protocols.base import Protocol
 from protocols.model import Decoded, DecodeError, Session
+from tests.protocols.fuzz import check_decoder, check_every_split, drain
 from tests.protocols.vectors import (
     Vector,
     frame_bytes,
@@ -118,9 +119,7 @@ def test_stream_whole_cuts_each_frame() -> None:
 
 
 def test_stream_split_anywhere_cuts_the_same() -> None:
-    whole = frames_of(P, STREAM)
-    for split in range(len(STREAM) + 1):
-        assert frames_fed_in_chunks(P, STREAM, split) == whole, f"split at {split}"
+    check_every_split(P, STREAM, frames_of(P, STREAM))
 
 
 @pytest.mark.parametrize("vid", [v["id"] for v in ALL if frame_bytes(v).endswith(b"\r\n")])
@@ -139,9 +138,7 @@ def test_inner_crlf_only_splits_when_a_segment_ends_on_it() -> None:
     stream = f + STREAM_FRAMES[0]
     whole = frames_of(P, stream)
     assert whole == [f, STREAM_FRAMES[0]]
-    for split in range(len(stream) + 1):
-        if split != inner:
-            assert frames_fed_in_chunks(P, stream, split) == whole, f"split at {split}"
+    check_every_split(P, stream, whole, skip={inner})
     # The documented limit (Traccar's too): a segment ending on the inner 0D 0A ends the frame.
     assert frames_fed_in_chunks(P, stream, inner)[0] == f[:inner]
 
@@ -161,8 +158,7 @@ def test_short_counting_frames_followed_by_more() -> None:
     assert P.next_frame(login) == (login, len(login))
     assert frames_of(P, login + hb) == [login, hb]
     longer = b"\x78\x78\x60" + login[3:]  # declares 101 bytes: still cut at its own end
-    for split in range(len(longer + hb + hb) + 1):
-        assert frames_fed_in_chunks(P, longer + hb + hb, split) == [longer, hb, hb]
+    check_every_split(P, longer + hb + hb, [longer, hb, hb])
 
 
 def test_start_without_end_is_dropped_at_max_frame() -> None:
@@ -393,31 +389,14 @@ MODELS = [None, "VL103", "NT20", "XT40", "SEEWORLD", "LW4G-4B", "R11", "G18", "Q
 
 
 def decode_safely(frame: bytes, model: str | None) -> Decoded | None:
-    try:
-        return P.decode(frame, Session(config={"model": model} if model else {}))
-    except DecodeError:
-        return None
-
-
-def check_framer(buf: bytes) -> None:
-    steps = 0
-    while buf:
-        frame, used = P.next_frame(buf)
-        assert 0 <= used <= len(buf)
-        if frame is not None:
-            assert used > 0 and len(frame) <= used
-        if used == 0:
-            break
-        buf = buf[used:]
-        steps += 1
-        assert steps <= 100_000
+    return check_decoder(P, frame, Session(config={"model": model} if model else {}))
 
 
 @given(st.binary(max_size=600))
 def test_fuzz_next_frame(data: bytes) -> None:
-    check_framer(data)
-    check_framer(b"xx" + data)
-    check_framer(b"yy" + data)
+    drain(P, data)
+    drain(P, b"xx" + data)
+    drain(P, b"yy" + data)
 
 
 @given(st.binary(max_size=300), st.sampled_from(MODELS))
@@ -450,7 +429,7 @@ def test_fuzz_length_fields(v: Vector, size: int, model: str | None) -> None:
     else:
         f[2] = size & 0xFF
     decode_safely(bytes(f), model)
-    check_framer(bytes(f) * 2)
+    drain(P, bytes(f) * 2)
 
 
 def test_session_time_offset_of_wrong_type_is_ignored() -> None:

@@ -5,16 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols import h02, keys
 from protocols.h02 import PROTOCOL
 from protocols.model import Decoded, DecodeError, Session
+from tests.protocols.fuzz import (
+    check_decoder,
+    check_every_split,
+    check_next_frame,
+    drain,
+    fuzz_settings,
+    real_frame_streams,
+    real_frames,
+    token_mutations,
+)
 from tests.protocols.vectors import (
     frame_bytes,
     frame_vectors_for,
-    frames_fed_in_chunks,
     frames_of,
     replay_method,
     vectors_for,
@@ -22,7 +31,7 @@ from tests.protocols.vectors import (
 
 VECTORS = vectors_for("h02")
 FRAME_VECTORS = frame_vectors_for("h02")
-ALL_FRAMES = [frame_bytes(v) for items in VECTORS.values() for v in items]
+ALL_FRAMES = real_frames(VECTORS)
 FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -123,8 +132,7 @@ def test_stream_split_at_every_byte() -> None:
     frames = [TEXT_V1, SHORT_BINARY, TEXT_HTBT, X_FRAME, SMS, SHORT_BINARY, TEXT_V1]
     stream = _stream(*frames)
     assert frames_of(PROTOCOL, stream) == frames
-    for split in range(len(stream) + 1):
-        assert frames_fed_in_chunks(PROTOCOL, stream, split) == frames, split
+    check_every_split(PROTOCOL, stream, frames)
 
 
 def test_stream_with_long_binary_frames_split_at_every_unambiguous_byte() -> None:
@@ -142,12 +150,7 @@ def test_stream_with_long_binary_frames_split_at_every_unambiguous_byte() -> Non
         if f.startswith(b"$"):
             ambiguous |= {offset + n for n in (32, 42, 45, 46) if n < len(f)}
         offset += size
-    checked = 0
-    for split in range(len(stream) + 1):
-        if split in ambiguous:
-            continue
-        assert frames_fed_in_chunks(PROTOCOL, stream, split) == frames, split
-        checked += 1
+    checked = check_every_split(PROTOCOL, stream, frames, skip=ambiguous)
     assert checked > len(stream) - 12
 
 
@@ -335,69 +338,36 @@ def test_malformed_frames_raise_decode_error(frame: bytes) -> None:
 
 # --- fuzzing --------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(400)
+TOKENS = [b",", b"#", b"*", b"$", b".", b"-", b"9", b"\n", b"\xff"]
 
 
 def _check_framer(buffer: bytes) -> None:
-    frame, used = PROTOCOL.next_frame(buffer)
-    assert 0 <= used <= len(buffer)
-    if frame is not None:
-        assert used > 0 and len(frame) <= used
+    _, used = check_next_frame(PROTOCOL, buffer)
     if buffer and buffer[0] not in b"*$X":
         assert used > 0  # garbage is never kept
-    frames_of(PROTOCOL, buffer)  # terminates
-
-
-def _check_decoder(frame: bytes) -> None:
-    try:
-        decoded = PROTOCOL.decode(frame, Session())
-    except DecodeError:
-        return
-    assert isinstance(decoded, Decoded)
-    for p in decoded.positions:
-        assert p.fix_time.tzinfo is not None
-        assert (p.latitude is None) == (p.longitude is None)
-        if p.latitude is not None and p.longitude is not None:
-            assert -90 <= p.latitude <= 90 and -180 <= p.longitude <= 180
+    drain(PROTOCOL, buffer)
 
 
 @FUZZ
 @given(st.binary(max_size=300))
 def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     _check_framer(data)
-    _check_decoder(data)
+    check_decoder(PROTOCOL, data)
     for marker in (b"*HQ,", b"$", b"X"):
         _check_framer(marker + data)
-        _check_decoder(marker + data)
-
-
-@st.composite
-def mutated_frames(draw: st.DrawFn) -> bytes:
-    frame = bytearray(draw(st.sampled_from(ALL_FRAMES)))
-    for _ in range(draw(st.integers(0, 4))):
-        action = draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
-        pos = draw(st.integers(0, max(len(frame) - 1, 0)))
-        if action == "flip" and frame:
-            frame[pos] = draw(st.integers(0, 255))
-        elif action == "cut":
-            del frame[pos:]
-        elif action == "insert":
-            frame[pos:pos] = draw(st.sampled_from([b",", b"#", b"*", b"$", b".", b"-", b"9", b"\n", b"\xff"]))
-        elif frame:
-            del frame[pos]
-    return bytes(frame)
+        check_decoder(PROTOCOL, marker + data)
 
 
 @FUZZ
-@given(mutated_frames())
+@given(token_mutations(ALL_FRAMES, TOKENS))
 def test_fuzz_mutated_real_frames(frame: bytes) -> None:
     _check_framer(frame)
-    _check_decoder(frame)
+    check_decoder(PROTOCOL, frame)
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(ALL_FRAMES), min_size=1, max_size=6), st.binary(max_size=8))
-def test_fuzz_streams_of_real_frames(frames: list[bytes], noise: bytes) -> None:
-    stream = noise + b"".join(frames)
+@given(real_frame_streams(ALL_FRAMES))
+def test_fuzz_streams_of_real_frames(stream: bytes) -> None:
     for result in frames_of(PROTOCOL, stream):
-        _check_decoder(result)
+        check_decoder(PROTOCOL, result)

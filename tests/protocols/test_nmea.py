@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols import keys, nmea
 from protocols.model import KNOT_KMH, Decoded, DecodeError, Position, Session
 from protocols.nmea import MAX_LINE, PROTOCOL
+from tests.protocols.fuzz import check_every_split, drain, fuzz_settings
 from tests.protocols.vectors import (
     apply_context,
     check_expect,
@@ -42,7 +43,7 @@ from tests.protocols.vectors import (
 LOGS = Path(__file__).resolve().parent.parent / "data" / "nmea"
 VECTORS = vectors_for("t55")
 ALL = [v for items in VECTORS.values() for v in items]
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(400)
 HELLO = b"IMEI 359853000144328\r\n"  # what a tracker sends before its NMEA
 
 
@@ -488,8 +489,7 @@ def test_mixed_stream_frames() -> None:
 
 def test_mixed_stream_split_at_every_byte_gives_the_same_frames() -> None:
     stream, expected = mixed_stream()
-    for split in range(len(stream) + 1):
-        assert frames_fed_in_chunks(PROTOCOL, stream, split) == expected, split
+    check_every_split(PROTOCOL, stream, expected)
 
 
 def test_need_more_until_the_line_ends() -> None:
@@ -639,18 +639,9 @@ PIECES = [*REAL_LINES, b"\r\n", b"\n", b"$", b"\x00", b"\xb5b", b"12345678", b"*
 @FUZZ
 @given(st.binary(max_size=2 * MAX_LINE + 10))
 def test_fuzz_next_frame(data: bytes) -> None:
-    buffer = data
-    for _ in range(len(data) + 1):
-        frame, used = PROTOCOL.next_frame(buffer)
-        assert 0 <= used <= len(buffer)
-        if frame is not None:
-            assert used > 0 and frame
-        if used == 0:
-            assert len(buffer) <= MAX_LINE
-            break
-        buffer = buffer[used:]
-    else:
-        raise AssertionError("next_frame did not make progress")
+    frames, waiting = drain(PROTOCOL, data)
+    assert all(frames)  # no empty frame
+    assert len(waiting) <= MAX_LINE
 
 
 @FUZZ

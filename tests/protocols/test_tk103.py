@@ -5,17 +5,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols import keys
 from protocols.model import Decoded, DecodeError, Session
 from protocols.tk103 import MAX_FRAME, PROTOCOL
+from tests.protocols.fuzz import (
+    check_decoder,
+    check_every_split,
+    check_next_frame,
+    drain,
+    fuzz_settings,
+    real_frame_streams,
+    real_frames,
+    token_mutations,
+)
 from tests.protocols.vectors import (
     Vector,
     frame_bytes,
     frame_vectors_for,
-    frames_fed_in_chunks,
     frames_of,
     replay_method,
     vectors_for,
@@ -23,7 +32,7 @@ from tests.protocols.vectors import (
 
 VECTORS = vectors_for("tk103")
 FRAME_VECTORS = frame_vectors_for("tk103")
-ALL_FRAMES = [frame_bytes(v) for items in VECTORS.values() for v in items]
+ALL_FRAMES = real_frames(VECTORS)
 
 # tk103-013 is a DW5B report: serving cell and Wi-Fi list, no GPS fix. The harness's "position"
 # kind demands a location; Traccar's test passes only because Traccar fills 0/0 from an empty
@@ -115,16 +124,14 @@ def test_stream_split_at_every_byte() -> None:
     frames = [LOGIN, REPORT, HEARTBEAT, FREE_TEXT, CELLS, ALTERNATIVE, REPORT]
     stream = b"".join(frames)
     assert frames_of(PROTOCOL, stream) == frames
-    for split in range(len(stream) + 1):
-        assert frames_fed_in_chunks(PROTOCOL, stream, split) == frames, split
+    check_every_split(PROTOCOL, stream, frames)
 
 
 def test_stream_with_line_noise_between_frames() -> None:
     frames = [REPORT, HEARTBEAT, FREE_TEXT]
     stream = b"\r\n" + REPORT + b"\r\nAT+OK$)" + HEARTBEAT + b"\x00\x00" + FREE_TEXT
     assert frames_of(PROTOCOL, stream) == frames
-    for split in range(len(stream) + 1):
-        assert frames_fed_in_chunks(PROTOCOL, stream, split) == frames, split
+    check_every_split(PROTOCOL, stream, frames)
 
 
 def test_garbage_without_a_start_is_discarded() -> None:
@@ -279,69 +286,38 @@ def test_unknown_message_is_not_an_error() -> None:
 
 # --- fuzzing --------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(400)
+TOKENS = [b",", b"(", b")", b"$", b".", b"{", b"}", b":", b"\n"]
 
 
 def _check_framer(buffer: bytes) -> None:
-    frame, used = PROTOCOL.next_frame(buffer)
-    assert 0 <= used <= len(buffer)
+    frame, used = check_next_frame(PROTOCOL, buffer)
     if frame is not None:
-        assert used > 0 and frame.startswith(b"(") and frame.endswith(b")")
+        assert frame.startswith(b"(") and frame.endswith(b")")
     if buffer and not buffer.startswith(b"("):
         assert used > 0  # garbage is never kept
-    frames_of(PROTOCOL, buffer)  # terminates
-
-
-def _check_decoder(frame: bytes) -> None:
-    try:
-        decoded = PROTOCOL.decode(frame, Session())
-    except DecodeError:
-        return
-    assert isinstance(decoded, Decoded)
-    for p in decoded.positions:
-        assert p.fix_time.tzinfo is not None
-        assert (p.latitude is None) == (p.longitude is None)
-        if p.latitude is not None and p.longitude is not None:
-            assert -90 <= p.latitude <= 90 and -180 <= p.longitude <= 180
+    drain(PROTOCOL, buffer)
 
 
 @FUZZ
 @given(st.binary(max_size=300))
 def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     _check_framer(data)
-    _check_decoder(data)
+    check_decoder(PROTOCOL, data)
     for prefix in (b"(", b"(013632651491", b"(027023361470BS50", b"(027023361470BS51", b"(1,ZC20,"):
         _check_framer(prefix + data)
-        _check_decoder(prefix + data + b")")
-
-
-@st.composite
-def mutated_frames(draw: st.DrawFn) -> bytes:
-    frame = bytearray(draw(st.sampled_from(ALL_FRAMES)))
-    for _ in range(draw(st.integers(0, 4))):
-        action = draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
-        pos = draw(st.integers(0, max(len(frame) - 1, 0)))
-        if action == "flip" and frame:
-            frame[pos] = draw(st.integers(0, 255))
-        elif action == "cut":
-            del frame[pos:]
-        elif action == "insert":
-            frame[pos:pos] = draw(st.sampled_from([b",", b"(", b")", b"$", b".", b"{", b"}", b":", b"\n"]))
-        elif frame:
-            del frame[pos]
-    return bytes(frame)
+        check_decoder(PROTOCOL, prefix + data + b")")
 
 
 @FUZZ
-@given(mutated_frames())
+@given(token_mutations(ALL_FRAMES, TOKENS))
 def test_fuzz_mutated_real_frames(frame: bytes) -> None:
     _check_framer(frame)
-    _check_decoder(frame)
+    check_decoder(PROTOCOL, frame)
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(ALL_FRAMES), min_size=1, max_size=6), st.binary(max_size=8))
-def test_fuzz_streams_of_real_frames(frames: list[bytes], noise: bytes) -> None:
-    stream = noise + b"".join(frames)
+@given(real_frame_streams(ALL_FRAMES))
+def test_fuzz_streams_of_real_frames(stream: bytes) -> None:
     for result in frames_of(PROTOCOL, stream):
-        _check_decoder(result)
+        check_decoder(PROTOCOL, result)
