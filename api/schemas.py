@@ -70,4 +70,5 @@ class Health(BaseModel):
     version: str
     database: dict[str, Any]
     listeners: list[dict[str, Any]]
+    mqtt: dict[str, Any] | None = Field(default=None, description="broker connection, when MQTT is on")
     ingest: dict[str, Any]

@@ -16,6 +16,7 @@ from fieldtrack import __version__
 from fieldtrack.settings import Settings
 from gateway.http import InLoopServer, server_for
 from gateway.ingest import Ingest
+from gateway.mqtt import MqttIngest, MqttSettings
 from gateway.service import Gateway
 from protocols.registry import PROTOCOLS
 from storage import db
@@ -39,6 +40,7 @@ class FieldtrackServer:
         self.writer: PositionWriter | None = None
         self.gateway: Gateway | None = None
         self.api: InLoopServer | None = None
+        self.mqtt: MqttIngest | None = None
         self.timescale = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -85,6 +87,10 @@ class FieldtrackServer:
         self.gateway = Gateway(list(PROTOCOLS.values()), s.ports, ingest, host=s.listen_host,
                                idle_timeout_s=s.idle_timeout_s, max_errors=s.max_errors_per_connection)
         await self.gateway.start()
+        if s.mqtt_url:
+            self.mqtt = MqttIngest(MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_prefix), ingest,
+                                   PROTOCOLS)
+            self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         if s.api_port > 0:
             app = create_app(ApiDeps(devices, PositionStore(self.pool), tokens, directory,
                                      self.health, __version__))
@@ -117,12 +123,14 @@ class FieldtrackServer:
                 reachable = False
         listeners = self.gateway.status() if self.gateway else []
         stats = self.writer.stats if self.writer else None
-        ok = reachable and all(item["up"] for item in listeners)
+        ok = reachable and all(item["up"] for item in listeners) and (
+            self.mqtt is None or self.mqtt.status.connected)
         return {
             "status": "ok" if ok else "degraded",
             "database": {"reachable": reachable, "timescaledb": self.timescale,
                          "embedded": self.embedded is not None},
             "listeners": listeners,
+            "mqtt": self.mqtt.report() if self.mqtt else None,
             "ingest": {
                 "committed": stats.committed if stats else 0,
                 "duplicates": stats.duplicates if stats else 0,
@@ -150,6 +158,8 @@ class FieldtrackServer:
             await self.gateway.stop_accepting()
         if self.api is not None:
             self.api.should_exit = True
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.gateway is not None:
             await self.gateway.close()
         if self.writer is not None:

@@ -56,6 +56,9 @@ class Settings:
     compress_after: str | None = "7 days"
     retain_for: str | None = None
     log_level: str = "INFO"
+    mqtt_url: str | None = None  # mqtt://user:pass@host:1883 or mqtts://...; unset = no MQTT
+    mqtt_client_id: str = "fieldtrack"
+    mqtt_prefix: str = ""
 
     @property
     def spool_dir(self) -> Path:
@@ -78,7 +81,7 @@ def _coerce(name: str, raw: Any, current: Any) -> Any:
         return int(raw)
     if isinstance(current, float):
         return float(raw)
-    if raw in ("", "none", "off") and name in ("compress_after", "retain_for", "database_url"):
+    if raw in ("", "none", "off") and name in ("compress_after", "retain_for", "database_url", "mqtt_url"):
         return None
     return str(raw)
 

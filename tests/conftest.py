@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -21,6 +22,10 @@ from psycopg.conninfo import make_conninfo
 from storage import db
 from storage.embedded import EmbeddedPostgres
 from storage.timescale import TimescalePolicy
+
+# hypothesis is imported above on purpose: when a run collects no hypothesis test, its pytest plugin
+# imports it lazily from deep inside the terminal summary, where CPython 3.11.7's compiler trips
+# ("SystemError: AST constructor recursion depth mismatch") while pytest rewrites its modules.
 
 
 @pytest.fixture(scope="session")

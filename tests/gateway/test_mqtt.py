@@ -1,0 +1,169 @@
+"""MQTT ingest against the real Mosquitto on this machine (127.0.0.1:1883): each test uses its own
+topic prefix and client id, and removes its persistent session afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.mqtt import MqttIngest, MqttSettings, route
+from protocols.registry import PROTOCOLS
+from tests.gateway.conftest import Running, start_gateway, stop_gateway
+from tests.proxy import proxied
+
+BROKER = "mqtt://127.0.0.1:1883"
+RMC = b"$GPRMC,081836,A,3751.65,S,14507.36,E,000.0,360.0,130998,011.3,E*62"
+
+
+def rmc(second: int) -> bytes:
+    """A valid RMC sentence (checksum computed) for 08:18:<second> on 1998-09-13."""
+    body = f"GPRMC,0818{second:02d},A,3751.65,S,14507.36,E,000.0,360.0,130998,011.3,E"
+    checksum = 0
+    for ch in body.encode():
+        checksum ^= ch
+    return f"${body}*{checksum:02X}\r\n".encode()
+
+
+@dataclass
+class Broker:
+    prefix: str
+    client_id: str
+
+    def settings(self, url: str = BROKER) -> MqttSettings:
+        return MqttSettings(url, self.client_id, self.prefix)
+
+    async def publish(self, topic: str, payload: bytes, url: str = BROKER) -> None:
+        host, port = url.removeprefix("mqtt://").split(":")
+        async with aiomqtt.Client(host, int(port), identifier=f"pub-{uuid.uuid4().hex[:8]}") as client:
+            await client.publish(self.prefix + topic, payload, qos=1)
+
+
+async def forget_session(client_id: str, url: str = BROKER) -> None:
+    host, port = url.removeprefix("mqtt://").split(":")
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    async with aiomqtt.Client(host, int(port), identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
+                              clean_start=True, properties=props):
+        pass
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[Broker]:
+    b = Broker(prefix=f"t{uuid.uuid4().hex[:10]}/", client_id=f"ft-test-{uuid.uuid4().hex[:10]}")
+    yield b
+    await forget_session(b.client_id)
+
+
+@pytest.fixture
+async def gateway(database_url: str, tmp_path: Path) -> AsyncIterator[Running]:
+    running, tasks = await start_gateway(database_url, tmp_path / "spool", [])
+    try:
+        yield running
+    finally:
+        await stop_gateway(running, tasks)
+
+
+async def until(check: Callable[[], bool], within_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def running_ingest(gateway: Running, settings: MqttSettings) -> tuple[MqttIngest, asyncio.Task[None]]:
+    mqtt = MqttIngest(settings, gateway.gateway.ingest, PROTOCOLS)
+    task = asyncio.create_task(mqtt.run())
+    await until(lambda: mqtt.status.connected)
+    await asyncio.sleep(0.2)  # subscriptions confirmed
+    return mqtt, task
+
+
+async def stopped(mqtt: MqttIngest, task: Awaitable[None]) -> None:
+    mqtt.stop()
+    await asyncio.wait_for(task, 10)
+
+
+def test_topics_route_to_protocol_and_device() -> None:
+    assert route("owntracks/anna/phone", "") == ("owntracks", "anna/phone")
+    assert route("owntracks/anna/phone/event", "") == ("owntracks", "anna/phone")
+    assert route("acme/fieldtrack/dev1/position", "acme/") == ("json", "dev1")
+    assert route("fieldtrack/dev1/nmea", "") == ("nmea", "dev1")
+    assert route("fieldtrack/dev1/other", "") is None
+    assert route("owntracks/anna", "") is None
+    assert route("other/fieldtrack/dev1/nmea", "acme/") is None
+
+
+async def test_nmea_message_is_stored(gateway: Running, broker: Broker) -> None:
+    gateway.directory.remember(await gateway.devices.create("boat-1", "Boat", "nmea"))
+    mqtt, task = await running_ingest(gateway, broker.settings())
+    try:
+        await broker.publish("fieldtrack/boat-1/nmea", rmc(1) + rmc(2))
+        await until(lambda: gateway.count("boat-1") == 2)
+        assert mqtt.status.stored_positions == 2
+    finally:
+        await stopped(mqtt, task)
+
+
+async def test_published_while_stopped_arrives_after_restart(gateway: Running, broker: Broker) -> None:
+    gateway.directory.remember(await gateway.devices.create("boat-2", "Boat", "nmea"))
+    mqtt, task = await running_ingest(gateway, broker.settings())  # creates the persistent session
+    await stopped(mqtt, task)
+    for second in range(5):
+        await broker.publish("fieldtrack/boat-2/nmea", rmc(second))
+    assert gateway.count("boat-2") == 0
+    mqtt, task = await running_ingest(gateway, broker.settings())
+    try:
+        await until(lambda: gateway.count("boat-2") == 5)
+    finally:
+        await stopped(mqtt, task)
+
+
+async def test_malformed_payload_is_acked_once_not_redelivered(gateway: Running, broker: Broker) -> None:
+    gateway.directory.remember(await gateway.devices.create("boat-3", "Boat", "nmea"))
+    mqtt, task = await running_ingest(gateway, broker.settings())
+    try:
+        await broker.publish("fieldtrack/boat-3/nmea", b"$GPRMC,garbage*00\r\n")
+        await broker.publish("fieldtrack/boat-3/nmea", rmc(7))
+        await until(lambda: gateway.count("boat-3") == 1)
+        assert mqtt.status.malformed == 1
+    finally:
+        await stopped(mqtt, task)
+    mqtt, task = await running_ingest(gateway, broker.settings())
+    try:
+        await asyncio.sleep(1.0)
+        assert mqtt.status.received == 0, "an acknowledged message came back"
+    finally:
+        await stopped(mqtt, task)
+
+
+async def test_not_acknowledged_until_stored(database_url: str, tmp_path: Path, broker: Broker) -> None:
+    """Database away and the device not cached: the message is held unacknowledged; after a restart
+    with the database back, the broker redelivers it and it is stored."""
+    proxy, url = proxied(database_url)
+    running, tasks = await start_gateway(url, tmp_path / "spool", [])
+    await running.devices.create("boat-4", "Boat", "nmea")  # registered, but not in the cache
+    try:
+        mqtt, task = await running_ingest(running, broker.settings())
+        proxy.cut()
+        await broker.publish("fieldtrack/boat-4/nmea", rmc(9))
+        await until(lambda: mqtt.status.received == 1)
+        await asyncio.sleep(1.0)
+        assert mqtt.status.stored_positions == 0
+        await stopped(mqtt, task)  # disconnect without having acknowledged it
+        proxy.start()
+        mqtt, task = await running_ingest(running, broker.settings())
+        try:
+            await until(lambda: running.count("boat-4") == 1)
+        finally:
+            await stopped(mqtt, task)
+    finally:
+        await stop_gateway(running, tasks)
+        proxy.close()
