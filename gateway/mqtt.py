@@ -52,6 +52,7 @@ class MqttSettings:
 @dataclass
 class MqttStatus:
     connected: bool = False
+    connects: int = 0
     protocol: str | None = None
     last_error: str | None = None
     received: int = 0
@@ -124,6 +125,7 @@ class MqttIngest:
             try:
                 async with self._client(version) as client:
                     self.status.connected = True
+                    self.status.connects += 1
                     self.status.protocol = "5" if version == aiomqtt.ProtocolVersion.V5 else "3.1.1"
                     self.status.last_error = None
                     log.info("MQTT connected to %s (MQTT %s)", _safe(self.settings.url), self.status.protocol)
@@ -253,7 +255,8 @@ class MqttIngest:
 
     def report(self) -> dict[str, Any]:
         s = self.status
-        return {"broker": _safe(self.settings.url), "connected": s.connected, "protocol": s.protocol,
+        return {"broker": _safe(self.settings.url), "connected": s.connected, "connects": s.connects,
+                "protocol": s.protocol,
                 "last_error": s.last_error, "received": s.received, "stored_positions": s.stored_positions,
                 "malformed": s.malformed, "refused_unknown": s.refused}
 

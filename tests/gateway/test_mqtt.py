@@ -4,8 +4,9 @@ topic prefix and client id, and removes its persistent session afterwards."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from paho.mqtt.properties import Properties
 from gateway.mqtt import MqttIngest, MqttSettings, route
 from protocols.registry import PROTOCOLS
 from tests.gateway.conftest import Running, start_gateway, stop_gateway
+from tests.mosquitto import Mosquitto, reachable
 from tests.proxy import proxied
 
-BROKER = "mqtt://127.0.0.1:1883"
 RMC = b"$GPRMC,081836,A,3751.65,S,14507.36,E,000.0,360.0,130998,011.3,E*62"
 
 
@@ -32,21 +33,43 @@ def rmc(second: int) -> bytes:
     return f"${body}*{checksum:02X}\r\n".encode()
 
 
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """FIELDTRACK_TEST_MQTT_URL if set; else a Mosquitto of our own; else the machine's on 1883."""
+    url = os.environ.get("FIELDTRACK_TEST_MQTT_URL")
+    if url:
+        yield url
+        return
+    try:
+        own = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    except RuntimeError:
+        if reachable("127.0.0.1", 1883):
+            yield "mqtt://127.0.0.1:1883"
+            return
+        raise
+    own.start()
+    try:
+        yield own.url
+    finally:
+        own.stop()
+
+
 @dataclass
 class Broker:
+    url: str
     prefix: str
     client_id: str
 
-    def settings(self, url: str = BROKER) -> MqttSettings:
-        return MqttSettings(url, self.client_id, self.prefix)
+    def settings(self) -> MqttSettings:
+        return MqttSettings(self.url, self.client_id, self.prefix)
 
-    async def publish(self, topic: str, payload: bytes, url: str = BROKER) -> None:
-        host, port = url.removeprefix("mqtt://").split(":")
+    async def publish(self, topic: str, payload: bytes) -> None:
+        host, port = self.url.removeprefix("mqtt://").split(":")
         async with aiomqtt.Client(host, int(port), identifier=f"pub-{uuid.uuid4().hex[:8]}") as client:
             await client.publish(self.prefix + topic, payload, qos=1)
 
 
-async def forget_session(client_id: str, url: str = BROKER) -> None:
+async def forget_session(client_id: str, url: str) -> None:
     host, port = url.removeprefix("mqtt://").split(":")
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 0
@@ -56,10 +79,10 @@ async def forget_session(client_id: str, url: str = BROKER) -> None:
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    b = Broker(prefix=f"t{uuid.uuid4().hex[:10]}/", client_id=f"ft-test-{uuid.uuid4().hex[:10]}")
+async def broker(broker_url: str) -> AsyncIterator[Broker]:
+    b = Broker(broker_url, prefix=f"t{uuid.uuid4().hex[:10]}/", client_id=f"ft-test-{uuid.uuid4().hex[:10]}")
     yield b
-    await forget_session(b.client_id)
+    await forget_session(b.client_id, b.url)
 
 
 @pytest.fixture
@@ -167,3 +190,33 @@ async def test_not_acknowledged_until_stored(database_url: str, tmp_path: Path, 
     finally:
         await stop_gateway(running, tasks)
         proxy.close()
+
+
+async def test_broker_restart_loses_nothing(gateway: Running, tmp_path: Path) -> None:
+    """Messages queued for our persistent session survive a broker restart, and the ingest
+    reconnects by itself."""
+    own = Mosquitto(tmp_path / "broker")
+    own.start()
+    broker = Broker(own.url, prefix="r/", client_id="ft-restart")
+    gateway.directory.remember(await gateway.devices.create("boat-5", "Boat", "nmea"))
+    mqtt, task = await running_ingest(gateway, broker.settings())
+    try:
+        await broker.publish("fieldtrack/boat-5/nmea", rmc(1))
+        await until(lambda: gateway.count("boat-5") == 1)
+        await stopped(mqtt, task)
+        for second in range(2, 6):  # queued for the stopped subscriber
+            await broker.publish("fieldtrack/boat-5/nmea", rmc(second))
+        own.stop()
+        own.start()  # same port, same persistence file
+        mqtt, task = await running_ingest(gateway, broker.settings())
+        await until(lambda: gateway.count("boat-5") == 5)
+        connects = mqtt.status.connects
+        own.stop()  # and while connected: the ingest must come back by itself
+        own.start()
+        await until(lambda: mqtt.status.connected and mqtt.status.connects > connects, 30)
+        await asyncio.sleep(0.3)  # subscriptions renewed
+        await broker.publish("fieldtrack/boat-5/nmea", rmc(6))
+        await until(lambda: gateway.count("boat-5") == 6, 30)
+    finally:
+        await stopped(mqtt, task)
+        own.stop()
