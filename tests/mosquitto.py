@@ -10,11 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def reachable(host: str, port: int) -> bool:
@@ -33,7 +29,7 @@ class Mosquitto:
                                "(or set FIELDTRACK_TEST_MQTT_URL to a broker)")
         self.binary = binary
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
         # As root, Mosquitto would switch to the "mosquitto" user, which cannot write into a test's
