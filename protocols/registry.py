@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols import gps103, gt06, h02, nmea, osmand, teltonika, tk103
+from protocols import fieldtrack_json, gps103, gt06, h02, nmea, osmand, owntracks, teltonika, tk103
 from protocols.base import Protocol
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -15,6 +15,8 @@ PROTOCOLS: dict[str, Protocol] = {
         gps103.PROTOCOL,
         teltonika.PROTOCOL,
         nmea.PROTOCOL,
+        owntracks.PROTOCOL,
+        fieldtrack_json.PROTOCOL,
     )
 }
 

@@ -220,3 +220,22 @@ async def test_broker_restart_loses_nothing(gateway: Running, tmp_path: Path) ->
     finally:
         await stopped(mqtt, task)
         own.stop()
+
+
+async def test_owntracks_and_json_buffers_are_stored(gateway: Running, broker: Broker) -> None:
+    gateway.directory.remember(await gateway.devices.create("anna/phone", "Anna", "owntracks"))
+    gateway.directory.remember(await gateway.devices.create("van-7", "Van 7", "json"))
+    mqtt, task = await running_ingest(gateway, broker.settings())
+    try:
+        await broker.publish("owntracks/anna/phone", b'{"_type":"location","lat":52.3702,"lon":4.8952,'
+                             b'"tst":1763884800,"acc":12,"batt":81,"vel":34}')
+        await broker.publish("owntracks/anna/phone", b'{"_type":"lwt","tst":1763884800}')  # no position
+        await broker.publish("fieldtrack/van-7/position",
+                             b'[{"time":"2026-11-23T08:00:00Z","lat":52.37,"lon":4.89,"speed_kmh":42},'
+                             b'{"time":1763885100,"lat":52.38,"lon":4.90}]')
+        await until(lambda: gateway.count("anna/phone") == 1 and gateway.count("van-7") == 2)
+        await broker.publish("fieldtrack/van-7/position", b'{"time":"2026-11-23T08:00:00","lat":1,"lon":2}')
+        await until(lambda: mqtt.status.malformed == 1)  # a time without a zone is refused, and acked
+        assert gateway.count("van-7") == 2
+    finally:
+        await stopped(mqtt, task)
