@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from protocols import fieldtrack_json, gps103, gt06, h02, nmea, osmand, owntracks, teltonika, tk103
+from protocols import (
+    fieldtrack_json,
+    gps103,
+    gpsgate,
+    gt06,
+    h02,
+    nmea,
+    osmand,
+    owntracks,
+    teltonika,
+    tk103,
+    watch,
+)
 from protocols.base import Protocol
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -15,6 +27,8 @@ PROTOCOLS: dict[str, Protocol] = {
         gps103.PROTOCOL,
         teltonika.PROTOCOL,
         nmea.PROTOCOL,
+        watch.PROTOCOL,
+        gpsgate.PROTOCOL,
         owntracks.PROTOCOL,
         fieldtrack_json.PROTOCOL,
     )
