@@ -14,7 +14,7 @@ from api.app import create_app
 from api.deps import ApiDeps
 from fieldtrack import __version__
 from fieldtrack.settings import Settings
-from gateway.http import InLoopServer, server_for
+from gateway.http import InLoopServer, ingest_app, owntracks_identity, server_for
 from gateway.ingest import Ingest
 from gateway.mqtt import MqttIngest, MqttSettings
 from gateway.service import Gateway
@@ -94,6 +94,9 @@ class FieldtrackServer:
         if s.api_port > 0:
             app = create_app(ApiDeps(devices, PositionStore(self.pool), tokens, directory,
                                      self.health, __version__))
+            # OwnTracks HTTP mode posts to the API port; the device is registered like any other.
+            app.mount("/owntracks", ingest_app(PROTOCOLS["owntracks"], ingest, identity=owntracks_identity,
+                                               ok_body=b"[]", ok_type="application/json"))
             self.api = server_for(app, s.api_host, s.api_port)
             self._tasks.append(asyncio.create_task(self.api.serve(), name="api"))
             while not self.api.started:

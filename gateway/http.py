@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -60,7 +60,21 @@ def _frame_of(request: Request, body: bytes) -> bytes:
     return target.encode("latin-1", "replace")
 
 
-def ingest_app(protocol: Protocol, ingest: Ingest) -> Starlette:
+Identity = Callable[[Request], str | None]
+
+
+def owntracks_identity(request: Request) -> str | None:
+    """OwnTracks HTTP mode names the device in X-Limit-U / X-Limit-D: ``<user>/<device>``, the same
+    id its MQTT topic gives."""
+    user, device = request.headers.get("x-limit-u"), request.headers.get("x-limit-d")
+    return f"{user}/{device}" if user and device else None
+
+
+def ingest_app(protocol: Protocol, ingest: Ingest, *, identity: Identity | None = None,
+               ok_body: bytes = b"", ok_type: str = "text/plain") -> Starlette:
+    """``identity`` reads the device id from the request when the payload may lack it; ``ok_body``
+    is what a stored request answers (OwnTracks expects a JSON list of friends: ``[]``)."""
+
     async def receive(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY:
@@ -72,8 +86,12 @@ def ingest_app(protocol: Protocol, ingest: Ingest) -> Starlette:
                 return PlainTextResponse("request too large\n", status_code=413)
         peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
         session = DeviceSession(protocol, ingest, "http", peer, max_errors=1)
+        if identity is not None:
+            session.session.unique_id = identity(request)
         outcome = await session.on_frame(_frame_of(request, body))
-        status, text = _STATUS["unidentified" if outcome.empty else outcome.status]
-        return PlainTextResponse(text, status_code=status) if text else Response(status_code=status)
+        status, text = _STATUS["unidentified" if outcome.empty and identity is None else outcome.status]
+        if status == 200:
+            return Response(ok_body, status_code=200, media_type=ok_type if ok_body else None)
+        return PlainTextResponse(text, status_code=status)
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST", "PUT"])])

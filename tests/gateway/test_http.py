@@ -59,3 +59,33 @@ async def test_errors_are_distinguishable(phone_gateway: Running) -> None:
         huge = await client.post("/", content=b"x" * (2 << 20))
         assert huge.status_code == 413
     assert phone_gateway.count() == 0
+
+
+async def test_owntracks_http_mode(database_url: str, tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+
+    from gateway.http import ingest_app, owntracks_identity
+    from protocols import owntracks
+
+    running, tasks = await start_gateway(database_url, tmp_path / "spool", [])
+    try:
+        running.directory.remember(await running.devices.create("anna/phone", "Anna", "owntracks"))
+        app = Starlette()
+        app.mount("/owntracks", ingest_app(owntracks.PROTOCOL, running.gateway.ingest,
+                                           identity=owntracks_identity, ok_body=b"[]",
+                                           ok_type="application/json"))
+        body = b'{"_type":"location","lat":52.37,"lon":4.89,"tst":1763884800,"acc":9,"batt":70}'
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            r = await client.post("/owntracks/pub", content=body,
+                                  headers={"X-Limit-U": "anna", "X-Limit-D": "phone",
+                                           "Content-Type": "application/json"})
+            assert r.status_code == 200 and r.json() == []
+            lwt = await client.post("/owntracks/pub", content=b'{"_type":"lwt","tst":1}',
+                                    headers={"X-Limit-U": "anna", "X-Limit-D": "phone"})
+            assert lwt.status_code == 200
+            other = await client.post("/owntracks/pub", content=body,
+                                      headers={"X-Limit-U": "bob", "X-Limit-D": "phone"})
+            assert other.status_code == 403
+        assert running.count("anna/phone") == 1
+    finally:
+        await stop_gateway(running, tasks)
