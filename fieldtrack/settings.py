@@ -21,6 +21,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "gps103": 5001,
     "teltonika": 5027,
     "nmea": 5005,
+    "gl200": 5004,
     "meitrack": 5020,
     "watch": 5093,
     "gpsgate": 5026,

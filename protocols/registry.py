@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protocols import (
     fieldtrack_json,
+    gl200,
     gps103,
     gpsgate,
     gt06,
@@ -28,6 +29,7 @@ PROTOCOLS: dict[str, Protocol] = {
         gps103.PROTOCOL,
         teltonika.PROTOCOL,
         nmea.PROTOCOL,
+        gl200.PROTOCOL,
         meitrack.PROTOCOL,
         watch.PROTOCOL,
         gpsgate.PROTOCOL,
