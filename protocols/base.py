@@ -43,3 +43,11 @@ def split_on(buffer: bytes, delimiter: bytes, *, keep: bool = False) -> FrameRes
         return need_more()
     stop = end + len(delimiter)
     return (bytes(buffer[: stop if keep else end]), stop)
+
+
+def whole_message(buffer: bytes) -> FrameResult:
+    """For transports that deliver whole messages (an HTTP body, an MQTT payload): the buffer is
+    one frame. It exists so every protocol object stays total; an empty buffer waits."""
+    if not buffer:
+        return need_more()
+    return (bytes(buffer), len(buffer))

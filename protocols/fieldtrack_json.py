@@ -55,8 +55,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from protocols import keys
-from protocols.base import Protocol
-from protocols.json_fields import MAX_PAYLOAD, epoch, finite_number, load, whole_payload
+from protocols.base import Protocol, whole_message
+from protocols.json_fields import MAX_PAYLOAD, epoch, finite_number, load
 from protocols.model import Decoded, DecodeError, Position, Session
 
 NAME = "json"
@@ -235,7 +235,7 @@ PROTOCOL = Protocol(
     name=NAME,
     transports=("mqtt",),
     default_port=0,  # no port of its own: phones publish through the MQTT broker
-    next_frame=whole_payload,
+    next_frame=whole_message,
     decode=decode,
     max_frame=MAX_PAYLOAD,
 )

@@ -13,21 +13,9 @@ import math
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
-from protocols.base import FrameResult, need_more
 from protocols.model import DecodeError
 
 MAX_PAYLOAD = 1 << 20  # 1 MiB: far above a phone's buffered upload, far below what hurts
-
-
-def whole_payload(buffer: bytes) -> FrameResult:
-    """One MQTT message (or HTTP body) is one frame: the whole buffer.
-
-    The broker and the HTTP server deliver whole payloads, so there is nothing to cut; this
-    exists so the protocol object stays total. An empty buffer waits (there is no empty frame).
-    """
-    if not buffer:
-        return need_more()
-    return (bytes(buffer), len(buffer))
 
 
 def load(frame: bytes, *, protocol: str, max_bytes: int = MAX_PAYLOAD) -> Any:

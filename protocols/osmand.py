@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from protocols import keys
-from protocols.base import FrameResult, Protocol, need_more
+from protocols.base import Protocol, whole_message
 from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
 from protocols.text_fields import cell_tower
 
@@ -36,17 +36,6 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[-+]?\d{1,18}", re.ASCII)
 # Timestamps below 2^31 are seconds, larger ones milliseconds (Traccar's rule).
 _SECONDS_LIMIT = 2**31 - 1
-
-
-def next_frame(buffer: bytes) -> FrameResult:
-    """One HTTP request body is one frame: the whole buffer.
-
-    The gateway never frames this protocol (the HTTP server delivers whole bodies or request
-    targets to ``decode``); this exists so the protocol object stays total.
-    """
-    if not buffer:
-        return need_more()
-    return (bytes(buffer), len(buffer))
 
 
 @dataclass(slots=True)
@@ -406,7 +395,7 @@ PROTOCOL = Protocol(
     name="osmand",
     transports=("http",),
     default_port=5055,
-    next_frame=next_frame,
+    next_frame=whole_message,
     decode=decode,
     max_frame=MAX_BODY,
 )

@@ -67,7 +67,7 @@ from datetime import datetime
 from typing import Any
 
 from protocols import keys
-from protocols.base import Protocol
+from protocols.base import Protocol, whole_message
 from protocols.json_fields import (
     MAX_PAYLOAD,
     epoch,
@@ -75,7 +75,6 @@ from protocols.json_fields import (
     is_text,
     load,
     text_list,
-    whole_payload,
 )
 from protocols.model import Decoded, DecodeError, Position, Session
 
@@ -290,7 +289,7 @@ PROTOCOL = Protocol(
     name=NAME,
     transports=("mqtt", "http"),
     default_port=0,  # no port of its own: MQTT through the broker, HTTP through the web server
-    next_frame=whole_payload,
+    next_frame=whole_message,
     decode=decode,
     max_frame=MAX_PAYLOAD,
 )

@@ -21,7 +21,6 @@ from protocols.model import Decoded, DecodeError, Position, Session
 from tests.protocols.fuzz import (
     all_finite,
     check_decoder,
-    check_next_frame,
     chunk_mutations,
     fuzz_settings,
     token_mutations,
@@ -275,24 +274,6 @@ def test_payload_over_one_mebibyte() -> None:
 
 
 # --- framing: one MQTT message is one frame ------------------------------------------------------
-
-
-@pytest.mark.parametrize("payload", REAL)
-def test_next_frame_returns_the_whole_message(payload: bytes) -> None:
-    assert PROTOCOL.next_frame(payload) == (payload, len(payload))
-
-
-def test_next_frame_on_nothing_needs_more() -> None:
-    assert PROTOCOL.next_frame(b"") == (None, 0)
-
-
-@FUZZ
-@given(st.binary(max_size=4096))
-def test_fuzz_next_frame_is_total(data: bytes) -> None:
-    frame, used = check_next_frame(PROTOCOL, data)
-    assert (frame is None) == (used == 0) == (not data)
-    if frame is not None:
-        assert frame == data
 
 
 # --- fuzzing ----------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from protocols.osmand import MAX_BODY, PROTOCOL
 from tests.protocols.fuzz import (
     all_finite,
     check_decoder,
-    check_next_frame,
     chunk_mutations,
     fuzz_settings,
     real_frames,
@@ -51,24 +50,6 @@ def test_traccar_vectors(method: str) -> None:
 
 
 # --- framing: one HTTP request body is one frame ---------------------------------------------
-
-
-@pytest.mark.parametrize("frame", REAL_FRAMES)
-def test_next_frame_returns_the_whole_request(frame: bytes) -> None:
-    assert PROTOCOL.next_frame(frame) == (frame, len(frame))
-
-
-def test_next_frame_on_nothing_needs_more() -> None:
-    assert PROTOCOL.next_frame(b"") == (None, 0)
-
-
-@FUZZ
-@given(st.binary(max_size=4096))
-def test_fuzz_next_frame_is_total(data: bytes) -> None:
-    frame, used = check_next_frame(PROTOCOL, data)
-    assert (frame is None) == (used == 0) == (not data)
-    if frame is not None:
-        assert frame == data
 
 
 # --- query / form parameters ------------------------------------------------------------------
