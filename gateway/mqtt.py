@@ -103,6 +103,9 @@ class MqttIngest:
             properties = Properties(PacketTypes.CONNECT)
             # Without an expiry an MQTT 5 session ends with the connection: nothing would be kept.
             properties.SessionExpiryInterval = self.settings.session_expiry_s
+            # Flow control: the broker stops sending once this many messages await our PUBACK,
+            # so unacknowledged messages wait in the broker's queue, not in our memory.
+            properties.ReceiveMaximum = WINDOW
             kwargs["clean_start"] = False
         else:
             kwargs["clean_session"] = False
@@ -111,8 +114,11 @@ class MqttIngest:
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
             identifier=self.settings.client_id, protocol=version, properties=properties,
-            tls_context=tls, max_queued_incoming_messages=WINDOW * 2, **kwargs,
+            tls_context=tls, **kwargs,
         )
+        # No client-side queue limit: aiomqtt would silently discard beyond it, and a discarded
+        # QoS 1 message is only redelivered on the next connection. The broker's inflight limit
+        # (Receive Maximum above; max_inflight_messages for MQTT 3.1.1) bounds the queue instead.
         # aiomqtt has no public switch for manual acknowledgement; paho's is what we need.
         client._client.manual_ack_set(True)
         return client

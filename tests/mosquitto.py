@@ -22,7 +22,7 @@ def reachable(host: str, port: int) -> bool:
 
 
 class Mosquitto:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_config: str = "") -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError("the MQTT tests need Mosquitto: apt-get install mosquitto "
@@ -38,6 +38,7 @@ class Mosquitto:
         (folder / "mosquitto.conf").write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n{user}"
             f"persistence_location {folder}/\nautosave_interval 1\nautosave_on_changes true\n"
+            f"{extra_config}"
         )
 
     @property

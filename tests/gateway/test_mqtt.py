@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.mqtt import MqttIngest, MqttSettings, route
+from gateway.mqtt import WINDOW, MqttIngest, MqttSettings, route
 from protocols.registry import PROTOCOLS
 from tests.gateway.conftest import Running, start_gateway, stop_gateway
 from tests.mosquitto import Mosquitto, reachable
@@ -239,3 +239,37 @@ async def test_owntracks_and_json_buffers_are_stored(gateway: Running, broker: B
         assert gateway.count("van-7") == 2
     finally:
         await stopped(mqtt, task)
+
+
+async def test_a_burst_while_storage_is_away_is_held_by_the_broker_not_dropped(
+        database_url: str, tmp_path: Path) -> None:
+    """More messages than the consumer's window arrive while nothing can be stored: the broker
+    must hold the excess (flow control), and every message is stored once storage is back,
+    without a reconnect. A client-side queue limit would drop the excess silently instead."""
+    own = Mosquitto(tmp_path / "broker", "max_queued_messages 100000\n")
+    own.start()
+    broker = Broker(own.url, prefix="burst/", client_id="ft-burst")
+    proxy, url = proxied(database_url)
+    running, tasks = await start_gateway(url, tmp_path / "spool", [])
+    await running.devices.create("van-9", "Van 9", "json")  # registered, not cached: held while cut
+    total = 3 * WINDOW
+    try:
+        mqtt, task = await running_ingest(running, broker.settings())
+        proxy.cut()
+        host, port = own.url.removeprefix("mqtt://").split(":")
+        async with aiomqtt.Client(host, int(port), identifier="burst-pub", max_inflight_messages=500) as pub:
+            await asyncio.gather(*(
+                pub.publish("burst/fieldtrack/van-9/position",
+                            f'{{"time":{1763884800 + k},"lat":52.37,"lon":4.89}}'.encode(), qos=1)
+                for k in range(total)))
+        await until(lambda: mqtt.status.received >= WINDOW)
+        proxy.start()
+        try:
+            await until(lambda: running.count("van-9") == total, within_s=60)
+            assert mqtt.status.connects == 1  # all of it in the same connection
+        finally:
+            await stopped(mqtt, task)
+    finally:
+        await stop_gateway(running, tasks)
+        proxy.close()
+        own.stop()
