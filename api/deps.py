@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool
 
 from storage.devices import DeviceDirectory, DeviceStore
 from storage.positions import PositionStore
@@ -22,6 +23,13 @@ class ApiDeps:
     directory: DeviceDirectory
     health: Callable[[], Awaitable[dict[str, Any]]]
     version: str
+    # For stores that are cheap to build per request (geofences, events, reports, webhooks).
+    pool: AsyncConnectionPool | None = None
+
+    def db(self) -> AsyncConnectionPool:
+        if self.pool is None:
+            raise RuntimeError("ApiDeps.pool is not set")
+        return self.pool
 
 
 def deps(request: Request) -> ApiDeps:

@@ -93,7 +93,7 @@ class FieldtrackServer:
             self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         if s.api_port > 0:
             app = create_app(ApiDeps(devices, PositionStore(self.pool), tokens, directory,
-                                     self.health, __version__))
+                                     self.health, __version__, self.pool))
             # OwnTracks HTTP mode posts to the API port; the device is registered like any other.
             app.mount("/owntracks", ingest_app(PROTOCOLS["owntracks"], ingest, identity=owntracks_identity,
                                                ok_body=b"[]", ok_type="application/json"))

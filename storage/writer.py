@@ -31,14 +31,28 @@ _STAGING = (
 )
 _COLS = ", ".join(COLUMNS)
 _COPY = f"COPY positions_in ({_COLS}) FROM STDIN (FORMAT BINARY)"
+# The rows actually inserted (not resends) mark their device for processing from the earliest of
+# them, in the same transaction: a crash after commit cannot lose the need to process them.
 _MERGE = (
+    "WITH ins AS ("
     f"INSERT INTO positions ({_COLS}) SELECT {_COLS.replace('attributes', 'attributes::jsonb')}"
-    " FROM positions_in ON CONFLICT DO NOTHING"
+    " FROM positions_in ON CONFLICT DO NOTHING RETURNING device_id, fix_time, fingerprint),"
+    " first AS (SELECT DISTINCT ON (device_id) device_id, fix_time, fingerprint FROM ins"
+    " ORDER BY device_id, fix_time, fingerprint),"
+    " dirty AS (INSERT INTO processing_dirty (device_id, since_time, since_key)"
+    " SELECT device_id, fix_time, fingerprint FROM first ON CONFLICT (device_id) DO UPDATE SET"
+    " since_time = CASE WHEN (EXCLUDED.since_time, EXCLUDED.since_key) < (processing_dirty.since_time,"
+    " processing_dirty.since_key) THEN EXCLUDED.since_time ELSE processing_dirty.since_time END,"
+    " since_key = CASE WHEN (EXCLUDED.since_time, EXCLUDED.since_key) < (processing_dirty.since_time,"
+    " processing_dirty.since_key) THEN EXCLUDED.since_key ELSE processing_dirty.since_key END)"
+    " SELECT (SELECT count(*) FROM ins), coalesce((SELECT array_agg(device_id) FROM first), '{}')"
 )
 
 
-async def insert_rows(conn: AsyncConnection, rows: list[StoredPosition]) -> int:
-    """COPY rows into a per-connection staging table, then merge, skipping duplicates."""
+async def insert_rows(conn: AsyncConnection, rows: list[StoredPosition],
+                      on_devices: Callable[[list[int]], None] | None = None) -> int:
+    """COPY rows into a per-connection staging table, then merge, skipping duplicates.
+    ``on_devices`` hears, after commit, which devices got new positions."""
     async with conn.transaction():
         await conn.execute(_STAGING)
         async with conn.cursor() as cur:
@@ -47,7 +61,11 @@ async def insert_rows(conn: AsyncConnection, rows: list[StoredPosition]) -> int:
                 for r in rows:
                     await copy.write_row(r.row())
             await cur.execute(_MERGE)
-            return cur.rowcount
+            row = await cur.fetchone()
+    inserted, devices = (int(row[0]), list(row[1])) if row else (0, [])
+    if on_devices is not None and devices:
+        on_devices(devices)
+    return inserted
 
 
 @dataclass
@@ -90,6 +108,8 @@ class PositionWriter:
         self.connect_timeout_s = connect_timeout_s
         self.drain_interval_s = drain_interval_s
         self.on_committed = on_committed
+        # Wakes the processing runner; set by whoever runs one (the durable marker is in the table).
+        self.on_new_positions: Callable[[list[int]], None] | None = None
         self.stats = WriterStats()
         self._queue: list[_Submission] = []
         self._queued_rows = 0
@@ -196,7 +216,7 @@ class PositionWriter:
 
     async def _insert(self, rows: list[StoredPosition]) -> int:
         async with self.pool.connection(timeout=self.connect_timeout_s) as conn:
-            return await insert_rows(conn, rows)
+            return await insert_rows(conn, rows, self.on_new_positions)
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.stats.db_up:

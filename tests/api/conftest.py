@@ -43,7 +43,8 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "database": {"reachable": True}, "listeners": [], "ingest": {}}
 
-    deps = ApiDeps(devices, PositionStore(pool), tokens, DeviceDirectory(devices), health, "test")
+    deps = ApiDeps(devices, PositionStore(pool), tokens, DeviceDirectory(devices), health, "test",
+                   pool)
     app = create_app(deps)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -1,0 +1,228 @@
+"""The processing runner: turns committed positions into marks, trips, stops and events.
+
+The writer marks a device dirty (in the database, in the same transaction as its new positions)
+from the earliest new position, and wakes us. Per device, in one transaction per chunk:
+positions after the last processed one are stepped through the pipeline from the saved state.
+A late position (earlier than what was already processed) rewinds to the last checkpoint before
+it and replays from there, replacing exactly the records emitted since the checkpoint, so
+reports are the same as if the data had arrived in order. Events that a replay produces again
+keep their rows and are not announced twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from processors import pipeline
+from processors.fences import FenceIndex
+from processors.records import Event
+from storage import derived
+from storage.derived import Emitted, Key
+
+log = logging.getLogger("fieldtrack.gateway.processing")
+
+CHUNK = 5000
+CHECKPOINT_EVERY = timedelta(hours=1)
+EVENTS_CHANNEL = "fieldtrack_events"
+POSITIONS_CHANNEL = "fieldtrack_positions"
+
+
+@dataclass(frozen=True, slots=True)
+class FenceSet:
+    """The fences and which devices each applies to (both empty: every device)."""
+
+    index: FenceIndex
+    devices: dict[int, frozenset[int]] = field(default_factory=dict)
+    groups: dict[int, frozenset[int]] = field(default_factory=dict)
+
+    def allowed(self, device_id: int, group_id: int | None) -> Collection[int] | None:
+        if not self.devices and not self.groups:
+            return None
+        return {f for f in self.devices.keys() | self.groups.keys()
+                if (not self.devices.get(f) and not self.groups.get(f))
+                or device_id in self.devices.get(f, ()) or (group_id is not None and group_id in
+                                                            self.groups.get(f, ()))}
+
+
+NO_FENCES = FenceSet(FenceIndex([]))
+FenceLoader = Callable[[AsyncConnection], Awaitable[FenceSet]]
+EnqueueHook = Callable[[AsyncConnection, list[int]], Awaitable[object]]
+
+
+@dataclass
+class RunnerStats:
+    positions: int = 0
+    replays: int = 0
+    events: int = 0
+    chunks: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+class ProcessingRunner:
+    def __init__(self, pool: AsyncConnectionPool, fences: FenceLoader | None = None,
+                 on_events: EnqueueHook | None = None, chunk: int = CHUNK) -> None:
+        self.pool = pool
+        self.fences = fences
+        self.on_events = on_events
+        self.chunk = chunk
+        self.stats = RunnerStats()
+        self._pending: set[int] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def wake(self, device_ids: Iterable[int]) -> None:
+        self._pending.update(device_ids)
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until ``stop``: at start (and after an outage) every device marked dirty in the database,
+        then whatever the writer wakes us for."""
+        backlog = True
+        while not self._stopping:
+            try:
+                if backlog:
+                    async with self.pool.connection() as conn:
+                        self._pending.update(await derived.dirty_devices(conn))
+                    backlog = False
+                while self._pending and not self._stopping:
+                    device_id = self._pending.pop()
+                    await self.process(device_id)
+            except (psycopg.OperationalError, OSError) as exc:
+                self._failed(exc)
+                backlog = True
+                await asyncio.sleep(1.0)
+                continue
+            if not self._pending:
+                self._idle.set()
+            self._wake.clear()
+            if not self._pending and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 5.0)
+                backlog = backlog or not self._pending  # a periodic sweep catches other processes' work
+
+    async def idle(self) -> None:
+        """Wait until everything woken for so far is processed (tests, shutdown)."""
+        await self._idle.wait()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.stats.errors += 1
+        if self.stats.last_error != str(exc):
+            log.warning("processing paused: %s", exc)
+        self.stats.last_error = str(exc)
+
+    async def process(self, device_id: int) -> None:
+        """Process one device until nothing of it is dirty; a chunk per transaction."""
+        async with self.pool.connection() as conn:
+            fences = await self.fences(conn) if self.fences else NO_FENCES
+            while await self._chunk(conn, device_id, fences):
+                pass
+
+    async def _chunk(self, conn: AsyncConnection, device_id: int, fences: FenceSet) -> bool:
+        """One chunk in one transaction; True when more of this device remains."""
+        try:
+            async with conn.transaction():
+                await derived.lock_device(conn, device_id)
+                since = await derived.dirty_since(conn, device_id)
+                if since is None:
+                    return False
+                settings, group_id = await derived.processing_settings(conn, device_id)
+                try:
+                    params = pipeline.PipelineParams.from_mapping(settings)
+                except ValueError as exc:
+                    log.warning("device %s: bad processing settings (%s); using defaults", device_id, exc)
+                    params = pipeline.PipelineParams()
+                start, state = await self._resume(conn, device_id, since)
+                more = await self._step_chunk(conn, device_id, start, state, params, fences,
+                                              fences.allowed(device_id, group_id))
+                return more
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            # A bug or bad data for this device: never stop the others. It stays dirty for later.
+            self._failed(exc)
+            log.exception("processing device %s failed", device_id)
+            return False
+
+    async def _resume(self, conn: AsyncConnection, device_id: int,
+                      since: Key) -> tuple[Key | None, pipeline.DeviceState]:
+        saved = await derived.load_state(conn, device_id)
+        if saved is not None and since >= saved[0]:
+            return saved[0], pipeline.DeviceState.from_json(saved[1])
+        # Earlier than what is processed: rewind to the checkpoint before it and replay.
+        self.stats.replays += int(saved is not None)
+        checkpoint = await derived.checkpoint_before(conn, device_id, since)
+        start = checkpoint[0] if checkpoint else None
+        await derived.discard_checkpoints_after(conn, device_id, start)
+        state = pipeline.DeviceState.from_json(checkpoint[1]) if checkpoint else pipeline.DeviceState()
+        return start, state
+
+    async def _step_chunk(self, conn: AsyncConnection, device_id: int, start: Key | None,
+                          state: pipeline.DeviceState, params: pipeline.PipelineParams, fences: FenceSet,
+                          allowed: Collection[int] | None) -> bool:
+        fixes = await derived.fetch_positions(conn, device_id, start, self.chunk)
+        if not fixes:
+            await derived.set_dirty(conn, device_id, None)
+            return False
+        last_checkpoint = await derived.latest_checkpoint_time(conn, device_id)
+        marks = []
+        emitted: list[Emitted] = []
+        checkpoints: list[tuple[Key, dict[str, object]]] = []
+        previous = start
+        for fix in fixes:
+            if previous is not None and (last_checkpoint is None
+                                         or fix.time - last_checkpoint >= CHECKPOINT_EVERY):
+                checkpoints.append((previous, state.to_json()))
+                last_checkpoint = previous[0]
+            mark, outputs = pipeline.step(state, fix, params, fences.index, allowed)
+            marks.append(mark)
+            emitted.extend(Emitted(o, fix.order) for o in outputs)
+            previous = fix.order
+        upto = fixes[-1].order
+        await derived.save_marks(conn, device_id, fixes, marks)
+        new_events = await derived.replace_records(conn, device_id, start, upto, emitted)
+        await derived.save_checkpoints(conn, device_id, checkpoints)
+        await derived.save_state(conn, device_id, upto, state.to_json())
+        more = len(fixes) == self.chunk
+        # Still dirty from here if the chunk was full: the next chunk continues, not replays.
+        await derived.set_dirty(conn, device_id, upto if more else None)
+        if new_events:
+            if self.on_events is not None:
+                await self.on_events(conn, [event_id for event_id, _ in new_events])
+            await _notify_events(conn, device_id, new_events)
+        last, mark = fixes[-1], marks[-1]
+        await conn.execute("SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, json.dumps({
+            "device_id": device_id, "time": last.time.isoformat(), "latitude": last.latitude,
+            "longitude": last.longitude, "speed_kmh": last.speed_kmh, "course_deg": last.course_deg,
+            "odometer_m": mark.odometer_m, "moving": mark.moving, "filtered": mark.filtered})))
+        self.stats.positions += len(fixes)
+        self.stats.events += len(new_events)
+        self.stats.chunks += 1
+        return more
+
+
+async def _notify_events(conn: AsyncConnection, device_id: int, events: list[tuple[int, Event]]) -> None:
+    """Delivered to listeners (the live stream) when the transaction commits, not before."""
+    for event_id, ev in events:
+        await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, json.dumps({
+            "id": event_id, "device_id": device_id, "type": ev.type, "time": ev.time.isoformat(),
+            "latitude": ev.latitude, "longitude": ev.longitude, "geofence_id": ev.geofence_id,
+            "attributes": ev.attributes},
+            default=str)))
