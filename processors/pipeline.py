@@ -38,7 +38,8 @@ class PipelineParams:
         for name, kind in (("filters", filters.FilterParams), ("odometer", odometer.OdometerParams),
                            ("motion", motion.MotionParams), ("geofences", geofences.GeofenceParams),
                            ("status", status.StatusParams)):
-            section = values.get(name) or {}
+            section = values.get(name)
+            section = {} if section is None else section
             if not isinstance(section, Mapping):
                 raise ValueError(f"processing.{name} must be an object")
             try:
