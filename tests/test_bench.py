@@ -24,3 +24,12 @@ def test_mqtt_benchmark_runs_end_to_end(pg_server_url: str) -> None:
     assert "6 messages received, 6 positions committed, 0 malformed" in out.stdout
     assert "6 messages received, 60 positions committed, 0 malformed" in out.stdout
     assert out.stdout.count("ratio fieldtrack / broker") == 2
+
+
+def test_processor_benchmark_runs(pg_server_url: str) -> None:
+    env = {**os.environ, "FIELDTRACK_BENCH_DATABASE_URL": pg_server_url}
+    out = subprocess.run([sys.executable, "-m", "bench.processors", "--fences", "30", "--repeat", "1",
+                          "--devices", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "pipeline with 30 geofences" in out.stdout
+    assert "ratio runner / raw COPY" in out.stdout
