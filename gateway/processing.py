@@ -39,23 +39,19 @@ POSITIONS_CHANNEL = "fieldtrack_positions"
 
 @dataclass(frozen=True, slots=True)
 class FenceSet:
-    """The fences and which devices each applies to (both empty: every device)."""
+    """The fences, and for each the devices it applies to (None: every device)."""
 
     index: FenceIndex
-    devices: dict[int, frozenset[int]] = field(default_factory=dict)
-    groups: dict[int, frozenset[int]] = field(default_factory=dict)
+    members: dict[int, frozenset[int] | None] = field(default_factory=dict)
 
-    def allowed(self, device_id: int, group_id: int | None) -> Collection[int] | None:
-        if not self.devices and not self.groups:
+    def allowed(self, device_id: int) -> Collection[int] | None:
+        if all(m is None for m in self.members.values()):
             return None
-        return {f for f in self.devices.keys() | self.groups.keys()
-                if (not self.devices.get(f) and not self.groups.get(f))
-                or device_id in self.devices.get(f, ()) or (group_id is not None and group_id in
-                                                            self.groups.get(f, ()))}
+        return {f for f, m in self.members.items() if m is None or device_id in m}
 
 
 NO_FENCES = FenceSet(FenceIndex([]))
-FenceLoader = Callable[[AsyncConnection], Awaitable[FenceSet]]
+FenceLoader = Callable[[], Awaitable[FenceSet]]
 EnqueueHook = Callable[[AsyncConnection, list[int]], Awaitable[object]]
 
 
@@ -131,7 +127,7 @@ class ProcessingRunner:
     async def process(self, device_id: int) -> None:
         """Process one device until nothing of it is dirty; a chunk per transaction."""
         async with self.pool.connection() as conn:
-            fences = await self.fences(conn) if self.fences else NO_FENCES
+            fences = await self.fences() if self.fences else NO_FENCES
             while await self._chunk(conn, device_id, fences):
                 pass
 
@@ -143,7 +139,7 @@ class ProcessingRunner:
                 since = await derived.dirty_since(conn, device_id)
                 if since is None:
                     return False
-                settings, group_id = await derived.processing_settings(conn, device_id)
+                settings = await derived.processing_settings(conn, device_id)
                 try:
                     params = pipeline.PipelineParams.from_mapping(settings)
                 except ValueError as exc:
@@ -151,7 +147,7 @@ class ProcessingRunner:
                     params = pipeline.PipelineParams()
                 start, state = await self._resume(conn, device_id, since)
                 more = await self._step_chunk(conn, device_id, start, state, params, fences,
-                                              fences.allowed(device_id, group_id))
+                                              fences.allowed(device_id))
                 return more
         except psycopg.OperationalError:
             raise

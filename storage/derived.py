@@ -56,13 +56,10 @@ async def set_dirty(conn: AsyncConnection, device_id: int, since: Key | None) ->
                            (since[0], since[1], device_id))
 
 
-async def processing_settings(conn: AsyncConnection, device_id: int) -> tuple[dict[str, Any], int | None]:
-    cur = await conn.execute("SELECT attributes -> 'processing', group_id FROM devices WHERE id = %s",
-                             (device_id,))
+async def processing_settings(conn: AsyncConnection, device_id: int) -> dict[str, Any]:
+    cur = await conn.execute("SELECT attributes -> 'processing' FROM devices WHERE id = %s", (device_id,))
     row = await cur.fetchone()
-    if row is None:
-        return {}, None
-    return (row[0] if isinstance(row[0], dict) else {}), row[1]
+    return row[0] if row is not None and isinstance(row[0], dict) else {}
 
 
 async def load_state(conn: AsyncConnection, device_id: int) -> tuple[Key, dict[str, Any]] | None:

@@ -1,0 +1,56 @@
+"""``GET /api/status``: every device's state now, for the dispatcher's map and list.
+
+Online means a message within ``offline_after_s`` (device attribute, default 10 minutes: phones
+batch their uploads for minutes to save battery, trackers report every 30 s to 2 min).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import Caller, Deps
+from processors import geofences, motion
+from storage.status import device_status
+
+router = APIRouter(tags=["status"])
+
+OFFLINE_AFTER_S = 600.0
+
+
+def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    state = row.pop("state") or {}
+    limit = row.pop("offline_after_s")
+    numeric = isinstance(limit, int | float) and not isinstance(limit, bool)
+    limit = float(limit) if numeric else OFFLINE_AFTER_S
+    seen = row["last_seen"]
+    open_trip = open_stop = None
+    inside: list[int] = []
+    alarm = None
+    if state:
+        machine = motion.MotionState.from_json(state["motion"])
+        trip, stop = motion.open_trip(machine), motion.open_stop(machine)
+        open_trip = None if trip is None else {"start_time": trip.start_time,
+                                               "distance_km": round(trip.distance_m / 1000, 3)}
+        open_stop = None if stop is None else {"start_time": stop.start_time, "latitude": stop.latitude,
+                                               "longitude": stop.longitude}
+        inside = sorted(geofences.inside(geofences.GeofenceState.from_json(state["geofences"])))
+        alarm = state.get("status", {}).get("alarm")
+    odometer = row.pop("odometer_m")
+    online = seen is not None and (now - seen).total_seconds() <= limit and not row["disabled"]
+    return {**row, "online": online, "status": "offline" if not online else (
+        "moving" if row["moving"] else "stopped"), "alarm": alarm, "geofences": inside,
+        "odometer_km": None if odometer is None else round(odometer / 1000, 3),
+        "open_trip": open_trip, "open_stop": open_stop}
+
+
+@router.get("/status", summary="Every device now: online, moving or stopped, alarm, geofences")
+async def status(d: Deps, _: Caller,
+                 device: Annotated[list[int] | None, Query(description="device id; repeatable")] = None,
+                 ) -> list[dict[str, Any]]:
+    if device is not None and any(x < 1 for x in device):
+        raise HTTPException(422, "device ids are positive integers")
+    now = datetime.now(UTC)
+    return [_status(row, now) for row in await device_status(d.db(), device)]
