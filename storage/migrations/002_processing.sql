@@ -107,6 +107,7 @@ CREATE TABLE events (
 -- (and does not notify twice).
 CREATE UNIQUE INDEX events_identity ON events (device_id, type, time, (coalesce(geofence_id, 0)));
 CREATE INDEX events_by_time ON events (time);
+CREATE INDEX events_by_device ON events (device_id, time, id);
 CREATE INDEX events_emitted ON events (device_id, emitted_time, emitted_key);
 
 CREATE TABLE webhooks (
