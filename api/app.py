@@ -6,7 +6,18 @@ from fastapi import FastAPI
 
 from api import errors
 from api.deps import ApiDeps
-from api.routes import devices, health, positions
+from api.routes import (
+    devices,
+    events,
+    geofences,
+    groups,
+    health,
+    positions,
+    reports,
+    status,
+    stream,
+    webhooks,
+)
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
@@ -20,6 +31,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
     )
     app.state.deps = deps
     errors.install(app)
-    for router in (health.router, devices.router, positions.router):
+    for router in (health.router, devices.router, positions.router, geofences.router, events.router,
+                   groups.router):
         app.include_router(router, prefix="/api")
+    app.include_router(webhooks.router, prefix="/api")
+    app.include_router(stream.router, prefix="/api")
+    app.include_router(status.router, prefix="/api")
+    app.include_router(reports.router, prefix="/api")
     return app

@@ -14,19 +14,24 @@ from api.app import create_app
 from api.deps import ApiDeps
 from fieldtrack import __version__
 from fieldtrack.settings import Settings
+from gateway.fence_cache import FenceCache
 from gateway.http import InLoopServer, ingest_app, owntracks_identity, server_for
 from gateway.ingest import Ingest
 from gateway.mqtt import MqttIngest, MqttSettings
+from gateway.processing import ProcessingRunner
 from gateway.service import Gateway
+from gateway.webhooks import WebhookDispatcher
 from protocols.registry import PROTOCOLS
 from storage import db
 from storage.devices import DeviceDirectory, DeviceStore
 from storage.embedded import EmbeddedPostgres
 from storage.errors import StorageUnavailable
+from storage.geofences import GeofenceStore
 from storage.positions import PositionStore
 from storage.spool import Spool
 from storage.timescale import TimescalePolicy
 from storage.tokens import TokenStore, new_token
+from storage.webhooks import WebhookOutbox, enqueue
 from storage.writer import PositionWriter
 
 log = logging.getLogger("fieldtrack")
@@ -41,6 +46,8 @@ class FieldtrackServer:
         self.gateway: Gateway | None = None
         self.api: InLoopServer | None = None
         self.mqtt: MqttIngest | None = None
+        self.processing: ProcessingRunner | None = None
+        self.webhooks: WebhookDispatcher | None = None
         self.timescale = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -82,6 +89,11 @@ class FieldtrackServer:
                                      linger_s=s.batch_linger_s, queue_rows=s.writer_queue_rows)
         self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
         self._tasks.append(asyncio.create_task(self.writer.drain_spool(), name="spool-drain"))
+        self.processing = ProcessingRunner(self.pool, FenceCache(GeofenceStore(self.pool)), on_events=enqueue)
+        self.writer.on_new_positions = self.processing.wake
+        self._tasks.append(asyncio.create_task(self.processing.run(), name="processing"))
+        self.webhooks = WebhookDispatcher(WebhookOutbox(self.pool))
+        self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         ingest = Ingest(directory, devices, self.writer, register_unknown=s.register_unknown,
                         api_hint=f"http://<server>:{s.api_port}")
         self.gateway = Gateway(list(PROTOCOLS.values()), s.ports, ingest, host=s.listen_host,
@@ -141,6 +153,8 @@ class FieldtrackServer:
                 "spool_pending_rows": self.writer.spool.row_count() if self.writer else 0,
                 "refused_unknown": self.gateway.ingest.refused if self.gateway else 0,
             },
+            "processing": vars(self.processing.stats) if self.processing else None,
+            "webhooks": self.webhooks.report() if self.webhooks else None,
         }
 
     def request_stop(self) -> None:
@@ -167,6 +181,11 @@ class FieldtrackServer:
             await self.gateway.close()
         if self.writer is not None:
             await self.writer.close()
+        # Positions are durable; what the runner has not processed yet stays marked for next start.
+        if self.processing is not None:
+            self.processing.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         for task in self._tasks:
             if task.get_name() == "spool-drain":
                 task.cancel()

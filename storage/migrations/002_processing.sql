@@ -120,8 +120,8 @@ CREATE TABLE webhooks (
     enabled      boolean     NOT NULL DEFAULT true,
     created_at   timestamptz NOT NULL DEFAULT now()
 );
--- The outbox: one row per (webhook, event), inserted with the event, deleted when delivered or
--- given up on (kept with last_error for inspection until then).
+-- The outbox: one row per (webhook, event), inserted with the event; marked delivered or failed
+-- (with last_error) and pruned by the dispatcher after 7 / 30 days.
 CREATE TABLE webhook_deliveries (
     id               bigserial   PRIMARY KEY,
     webhook_id       bigint      NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
@@ -136,3 +136,8 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE delivered_at IS NULL AND failed_at IS NULL;
+
+-- Positions stored before this migration: process each device's history from its first position.
+INSERT INTO processing_dirty (device_id, since_time, since_key)
+SELECT DISTINCT ON (device_id) device_id, fix_time, fingerprint FROM positions
+ORDER BY device_id, fix_time, fingerprint;
