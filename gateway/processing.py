@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,10 +29,12 @@ from processors.fences import FenceIndex
 from processors.records import Event
 from storage import derived
 from storage.derived import Emitted, Key
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger("fieldtrack.gateway.processing")
 
 CHUNK = 5000
+HOLD_AFTER_FAILURE_S = 60.0
 CHECKPOINT_EVERY = timedelta(hours=1)
 EVENTS_CHANNEL = "fieldtrack_events"
 POSITIONS_CHANNEL = "fieldtrack_positions"
@@ -74,6 +77,8 @@ class ProcessingRunner:
         self.chunk = chunk
         self.stats = RunnerStats()
         self._pending: set[int] = set()
+        # Devices whose processing raised: retried after a pause, not in a tight loop.
+        self._held: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._idle = asyncio.Event()
@@ -96,8 +101,11 @@ class ProcessingRunner:
                     backlog = False
                 while self._pending and not self._stopping:
                     device_id = self._pending.pop()
+                    if self._held.get(device_id, 0.0) > time.monotonic():
+                        continue  # the periodic sweep brings it back after the pause
+                    self._held.pop(device_id, None)
                     await self.process(device_id)
-            except (psycopg.OperationalError, OSError) as exc:
+            except (psycopg.OperationalError, OSError, StorageUnavailable) as exc:
                 self._failed(exc)
                 backlog = True
                 await asyncio.sleep(1.0)
@@ -151,10 +159,12 @@ class ProcessingRunner:
                 return more
         except psycopg.OperationalError:
             raise
-        except psycopg.Error as exc:
-            # A bug or bad data for this device: never stop the others. It stays dirty for later.
+        except Exception as exc:
+            # A bug or bad data for this device: never stop the others. Its transaction rolled
+            # back, so it stays dirty and is tried again after a pause.
             self._failed(exc)
-            log.exception("processing device %s failed", device_id)
+            self._held[device_id] = time.monotonic() + HOLD_AFTER_FAILURE_S
+            log.exception("processing device %s failed; retrying in %.0f s", device_id, HOLD_AFTER_FAILURE_S)
             return False
 
     async def _resume(self, conn: AsyncConnection, device_id: int,

@@ -7,6 +7,7 @@ receiving them would. Trips, stops and per-position marks must be the same for b
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import random
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from gateway.processing import ProcessingRunner
+from processors import pipeline
 from protocols.model import Position
 from storage import db
 from storage.rows import StoredPosition
@@ -203,3 +205,37 @@ async def test_new_events_are_announced_once(database_url: str) -> None:
             assert conn.execute("SELECT id, type FROM events").fetchall() == [(announced[0], "alarm")]
     finally:
         await pool.close()
+
+
+async def test_a_device_that_breaks_processing_does_not_stop_the_others(
+        database_url: str, runner: ProcessingRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug met by one device's data: logged, that device held and retried later (still
+    dirty), every other device processed."""
+    rows = sorted(bus_rows()[:40], key=lambda r: r["timestamp"])
+    ids = register(database_url, ["poison", "fine"])
+    poison = dict(rows[10], latitude="10.0")  # the position the "bug" trips over
+    await store(database_url, [stored(ids["poison"], r) for r in [*rows[:10], poison, *rows[11:]]])
+    await store(database_url, [stored(ids["fine"], r) for r in rows])
+    real_step = pipeline.step
+
+    def buggy_step(state: Any, fix: Any, *args: Any) -> Any:
+        if fix.latitude == 10.0:
+            raise ZeroDivisionError("a bug")
+        return real_step(state, fix, *args)
+
+    monkeypatch.setattr("gateway.processing.pipeline.step", buggy_step)
+    task = asyncio.create_task(runner.run())
+    try:
+        runner.wake([ids["poison"], ids["fine"]])
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(runner.idle(), 10)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+    assert runner.stats.errors == 1 and "a bug" in (runner.stats.last_error or "")
+    with psycopg.connect(database_url) as conn:
+        dirty = [r[0] for r in conn.execute("SELECT device_id FROM processing_dirty").fetchall()]
+        fine = conn.execute("SELECT count(*) FROM positions WHERE device_id = %s AND odometer_m IS NOT NULL",
+                            (ids["fine"],)).fetchone()
+    assert dirty == [ids["poison"]]
+    assert fine == (len(rows),)
