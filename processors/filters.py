@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from processors.fix import Fix
 from processors.geo import haversine_m
+from processors.settings import params_from_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class FilterParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FilterParams:
-        return _params_from_mapping(cls(), values)
+        return params_from_mapping(cls(), values, "filter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,37 +160,3 @@ def _reachable(origin: _Point | None, point: _Point, params: FilterParams) -> bo
     if elapsed <= 0:
         return distance == 0
     return distance / elapsed * 3.6 <= params.max_speed_kmh
-
-
-def _params_from_mapping(defaults: FilterParams, values: Mapping[str, Any]) -> FilterParams:
-    changes: dict[str, Any] = {}
-    for f in fields(defaults):
-        if f.name not in values:
-            continue
-        value, default = values[f.name], getattr(defaults, f.name)
-        try:
-            changes[f.name] = _coerce(value, default)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"filter setting {f.name}: {value!r} is not valid ({exc})") from exc
-    return replace(defaults, **changes)
-
-
-def _coerce(value: Any, default: Any) -> Any:
-    """A setting as the type of its default; ``None`` (or "") switches an optional limit off."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError("expected true or false")
-    if isinstance(default, int):
-        whole = int(value)
-        if isinstance(value, bool) or whole != float(value) or whole < 1:
-            raise ValueError("expected a whole number of at least 1")
-        return whole
-    if value is None or value == "":
-        return None
-    number = float(value)
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        raise ValueError("expected a number of at least 0")
-    return number

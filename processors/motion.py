@@ -25,9 +25,8 @@ reported speed, else the speed implied by the step from the previous fix.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +34,7 @@ from processors.fix import Fix
 from processors.geo import haversine_m
 from processors.odometer import rest_radius_m
 from processors.records import DEVICE_MOVING, DEVICE_STOPPED, Event, Output, Stop, Trip
+from processors.settings import params_from_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +58,7 @@ class MotionParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> MotionParams:
-        defaults = cls()
-        changes = {f.name: _coerce(f.name, values[f.name], getattr(defaults, f.name))
-                   for f in fields(cls) if f.name in values}
-        return replace(defaults, **changes)
+        return params_from_mapping(cls(), values, "motion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,22 +294,3 @@ def _trip(start: _Mark, end: _Mark, max_kmh: float) -> Trip:
 
 def _stop(start: _Mark, end: _Mark) -> Stop:
     return Stop(start.time, end.time, start.latitude, start.longitude, start.odometer_m)
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """A setting as the type of its default; ``None`` (or "") switches an optional limit off."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError(f"motion setting {name}: {value!r} is not true or false")
-    if default is None and value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        raise ValueError(f"motion setting {name}: {value!r} is not a number of at least 0")
-    return number

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from processors.fix import Fix
 from processors.geo import haversine_m
+from processors.settings import params_from_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,7 @@ class OdometerParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> OdometerParams:
-        changes: dict[str, Any] = {}
-        defaults = cls()
-        for f in fields(cls):
-            if f.name in values:
-                changes[f.name] = _coerce(f.name, values[f.name], getattr(defaults, f.name))
-        return replace(defaults, **changes)
+        return params_from_mapping(cls(), values, "odometer")
 
 
 def rest_radius_m(fix: Fix, floor_m: float, max_m: float, accuracy_factor: float = 2.0,
@@ -167,19 +163,3 @@ def _pair_json(value: tuple[float, float] | None) -> list[float] | None:
 
 def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:
     return haversine_m(a[0], a[1], b[0], b[1])
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError(f"odometer setting {name}: {value!r} is not true or false")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        raise ValueError(f"odometer setting {name}: {value!r} is not a number of at least 0")
-    return number

@@ -6,14 +6,14 @@ time is known (the runner's sweep and the API).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from processors.fix import Fix
 from processors.records import ALARM, IGNITION_OFF, IGNITION_ON, OVERSPEED, Event
+from processors.settings import params_from_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,21 +29,7 @@ class StatusParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> StatusParams:
-        defaults = cls()
-        changes: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in values:
-                continue
-            value = values[f.name]
-            default = getattr(defaults, f.name)
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"{f.name} must be true or false, got {value!r}")
-            elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                        or not math.isfinite(value) or value < 0):
-                raise ValueError(f"{f.name} must be a non-negative number, got {value!r}")
-            changes[f.name] = value
-        return replace(defaults, **changes)
+        return params_from_mapping(cls(), values, "status")
 
 
 @dataclass(slots=True)
