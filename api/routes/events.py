@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from api.deps import Caller, Deps
 from api.schemas import BigInt, EventOut, EventPage
+from api.timerange import decode_cursor, encode_cursor, range_or_last_day
 from storage.events import EventStore, StoredEvent
 
 router = APIRouter(tags=["events"])
@@ -19,29 +19,6 @@ _FROM = "ISO 8601 with a zone, inclusive; default: `to` minus 24 h"
 _TO = "ISO 8601 with a zone, exclusive; default: now"
 _DEVICE = "device id; repeat for several (default: every device)"
 _TYPE = "event type, e.g. geofenceEnter; repeat for several (default: every type)"
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise HTTPException(422, f"`{name}` needs a time zone, e.g. 2026-11-23T08:00:00Z or +01:00")
-    return value
-
-
-def _encode_cursor(e: StoredEvent) -> str:
-    raw = f"{e.time.isoformat()}|{e.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, event_id = raw.split("|")
-        parsed = datetime.fromisoformat(when)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, int(event_id)
-    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors too
-        raise HTTPException(422, "invalid cursor") from exc
 
 
 def _out(e: StoredEvent) -> EventOut:
@@ -61,15 +38,11 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> EventPage:
-    end = _aware(end, "to") or datetime.now(UTC)
-    start = _aware(start, "from") or end - timedelta(days=1)
-    if start >= end:
-        raise HTTPException(422, "`from` must be before `to`")
-    if end - start > MAX_RANGE:
-        raise HTTPException(422, "time range is longer than 366 days; page through shorter ranges")
-    after = _decode_cursor(cursor) if cursor else None
+    start, end = range_or_last_day(start, end)
+    after = decode_cursor(cursor) if cursor else None
     rows = await EventStore(d.db()).list(device_ids=devices, types=types, start=start, end=end,
                                          limit=limit + 1, after=after, newest_first=order == "desc")
     more = len(rows) > limit
     rows = rows[:limit]
-    return EventPage(items=[_out(e) for e in rows], next_cursor=_encode_cursor(rows[-1]) if more else None)
+    return EventPage(items=[_out(e) for e in rows],
+                     next_cursor=encode_cursor(rows[-1].time, rows[-1].id) if more else None)

@@ -7,7 +7,7 @@ processing runner has derived; positions it has not processed yet are counted as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from api.schemas import (
     SummaryRow,
     TripReport,
 )
+from api.timerange import checked_range
 from storage.reports import DaySummary, DeviceSummary, ReportStore, ReportTooLarge, ReportTrip, day_windows
 
 router = APIRouter(tags=["reports"])
@@ -47,21 +48,6 @@ From = Annotated[datetime, Query(alias="from", description="ISO 8601 with a zone
 To = Annotated[datetime, Query(alias="to", description="ISO 8601 with a zone, exclusive")]
 Zone = Annotated[str, Query(max_length=64, description="IANA time zone of the days, e.g. Europe/Amsterdam")]
 TableFormat = Literal["json", "csv", "xlsx"]
-
-
-def _range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    for name, value in (("from", start), ("to", end)):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise HTTPException(422, f"`{name}` needs a time zone, e.g. 2026-11-23T08:00:00Z or +01:00")
-        try:
-            value.astimezone(UTC)
-        except OverflowError as exc:
-            raise HTTPException(422, f"`{name}` is out of range") from exc
-    if end <= start:
-        raise HTTPException(422, "`to` must be after `from`")
-    if end - start > MAX_RANGE:
-        raise HTTPException(422, "the range is longer than 366 days; ask for shorter ranges")
-    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def _zone(name: str) -> tzinfo:
@@ -124,7 +110,7 @@ def _trip_out(r: ReportTrip) -> ReportTripOut:
 async def device_trips(device_id: DeviceId, d: Deps, _: Caller, start: From, end: To,
                        format: TableFormat = "json") -> TripReport | Response:
     """Trips overlapping the range, whole (not cut at its ends); the trip under way last, flagged open."""
-    start, end = _range(start, end)
+    start, end = checked_range(start, end)
     device = await d.devices.get(device_id)
     items = [_trip_out(r) for r in await ReportStore(d.db()).trips(device_id, start, end)]
     if format == "json":
@@ -137,7 +123,7 @@ async def device_trips(device_id: DeviceId, d: Deps, _: Caller, start: From, end
 async def device_stops(device_id: DeviceId, d: Deps, _: Caller, start: From, end: To,
                        format: TableFormat = "json") -> StopReport | Response:
     """Stops overlapping the range, whole; the stop not yet left last, flagged open."""
-    start, end = _range(start, end)
+    start, end = checked_range(start, end)
     device = await d.devices.get(device_id)
     items = [ReportStopOut(arrival=s.stop.start_time, departure=s.stop.end_time, duration_s=s.stop.duration_s,
                            latitude=s.stop.latitude, longitude=s.stop.longitude,
@@ -191,7 +177,7 @@ async def device_summary(device_id: DeviceId, d: Deps, _: Caller, start: From, e
     """Per local day of `tz` (every day of the range, also those without positions) and in total:
     distance from the odometer marks (a trip over midnight is split where the device was at midnight),
     driving time in trips cut at the day's edges, trips begun, top and average speed, odometer."""
-    start, end = _range(start, end)
+    start, end = checked_range(start, end)
     zone = _zone(tz)
     (summary,) = await _summaries(d, start, end, zone, device_ids=[device_id])
     out = _device_out(summary, tz, zone)
@@ -209,7 +195,7 @@ async def fleet_summary(
 ) -> SummaryReport | Response:
     """The daily summary of many devices in one go: those named plus those in the groups named
     (neither: every device), by device id, each with its days and its total."""
-    start, end = _range(start, end)
+    start, end = checked_range(start, end)
     zone = _zone(tz)
     summaries = await _summaries(d, start, end, zone, device_ids=device or (), group_ids=group or (),
                                  every=not device and not group)
@@ -233,7 +219,7 @@ async def device_route(
 ) -> RouteReport | Response:
     """Positions with a location in time order with their marks; at most 100,000 (ask for a shorter
     range beyond that). Positions not processed yet are included, with null marks."""
-    start, end = _range(start, end)
+    start, end = checked_range(start, end)
     device = await d.devices.get(device_id)
     found = await ReportStore(d.db()).route(device_id, start, end, include_filtered=include_filtered,
                                             limit=MAX_ROUTE_POINTS + 1)

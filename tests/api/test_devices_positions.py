@@ -102,10 +102,10 @@ async def test_position_time_rules(api: Api) -> None:
                                  headers=api.auth())).json()
     url = f"/api/devices/{dev['id']}/positions"
     naive = await api.client.get(url, params={"from": "2026-11-20T08:00:00"}, headers=api.auth())
-    assert naive.status_code == 400 and "zone" in naive.json()["detail"]
+    assert naive.status_code == 422 and "zone" in naive.json()["detail"]
     backwards = {"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}
     reversed_ = await api.client.get(url, params=backwards, headers=api.auth())
-    assert reversed_.status_code == 400
+    assert reversed_.status_code == 422
     garbage = await api.client.get(url, params={"from": "yesterday"}, headers=api.auth())
     assert garbage.status_code == 422
     missing = await api.client.get("/api/devices/999999/positions", headers=api.auth())

@@ -125,8 +125,8 @@ async def test_default_order_is_newest_first(api: Api, fleet: dict[str, Any]) ->
 @pytest.mark.parametrize(("params", "message"), [
     ({"from": "2026-11-20T08:00:00"}, "`from` needs a time zone"),
     ({"from": "2026-11-20T08:00:00Z", "to": "2026-11-21T08:00:00"}, "`to` needs a time zone"),
-    ({"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}, "`from` must be before `to`"),
-    ({"from": "2026-11-20T00:00:00Z", "to": "2026-11-20T01:00:00+01:00"}, "`from` must be before `to`"),
+    ({"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}, "`to` must be after `from`"),
+    ({"from": "2026-11-20T00:00:00Z", "to": "2026-11-20T01:00:00+01:00"}, "`to` must be after `from`"),
     ({"from": "2025-11-20T00:00:00Z", "to": "2026-11-21T00:00:01Z"}, "longer than 366 days"),
     ({"cursor": "bm90LWEtY3Vyc29y"}, "invalid cursor"),
     ({"cursor": "%%%"}, "invalid cursor"),
