@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import AsyncConnection
@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from processors import pipeline
 from processors.fences import FenceIndex
 from processors.records import Event
-from storage import derived
+from storage import derived, presence
 from storage.derived import Emitted, Key
 from storage.errors import StorageUnavailable
 
@@ -35,6 +35,7 @@ log = logging.getLogger("fieldtrack.gateway.processing")
 
 CHUNK = 5000
 HOLD_AFTER_FAILURE_S = 60.0
+PRESENCE_EVERY_S = 30.0
 CHECKPOINT_EVERY = timedelta(hours=1)
 EVENTS_CHANNEL = "fieldtrack_events"
 POSITIONS_CHANNEL = "fieldtrack_positions"
@@ -93,8 +94,12 @@ class ProcessingRunner:
         """Until ``stop``: at start (and after an outage) every device marked dirty in the database,
         then whatever the writer wakes us for."""
         backlog = True
+        next_sweep = 0.0
         while not self._stopping:
             try:
+                if time.monotonic() >= next_sweep:
+                    await self.sweep_presence()
+                    next_sweep = time.monotonic() + PRESENCE_EVERY_S
                 if backlog:
                     async with self.pool.connection() as conn:
                         self._pending.update(await derived.dirty_devices(conn))
@@ -117,6 +122,17 @@ class ProcessingRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 5.0)
                 backlog = backlog or not self._pending  # a periodic sweep catches other processes' work
+
+    async def sweep_presence(self) -> int:
+        """Online/offline changes as of now, as events (announced like the others)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            found = await presence.sweep(conn, datetime.now(UTC))
+            if found and self.on_events is not None:
+                await self.on_events(conn, [event_id for event_id, _, _ in found])
+            for event_id, device_id, event in found:
+                await _notify_events(conn, device_id, [(event_id, event)])
+        self.stats.events += len(found)
+        return len(found)
 
     async def idle(self) -> None:
         """Wait until everything woken for so far is processed (tests, shutdown)."""

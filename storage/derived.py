@@ -157,7 +157,8 @@ async def replace_records(conn: AsyncConnection, device_id: int, after: Key | No
                  for s, k in stops])
     # Events no longer produced by this period go; those produced again stay as they are.
     await conn.execute(
-        (f"DELETE FROM events e WHERE device_id = %s{cond}{upto_cond} AND NOT EXISTS ("
+        (f"DELETE FROM events e WHERE device_id = %s{cond}{upto_cond}"
+         " AND type NOT IN ('deviceOnline', 'deviceOffline') AND NOT EXISTS ("
          " SELECT 1 FROM unnest(%s::text[], %s::timestamptz[], %s::int8[]) AS n(type, time, fence)"
          " WHERE n.type = e.type AND n.time = e.time AND n.fence = coalesce(e.geofence_id, 0))").encode(),
         (device_id, *params, *upto, [ev.type for ev, _ in events], [ev.time for ev, _ in events],

@@ -11,7 +11,7 @@ import asyncio
 import csv
 import random
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -239,3 +239,41 @@ async def test_a_device_that_breaks_processing_does_not_stop_the_others(
                             (ids["fine"],)).fetchone()
     assert dirty == [ids["poison"]]
     assert fine == (len(rows),)
+
+
+async def test_online_and_offline_are_one_event_each_and_survive_replays(
+        database_url: str, runner: ProcessingRunner) -> None:
+    announced: list[int] = []
+
+    async def hook(conn: psycopg.AsyncConnection, ids: list[int]) -> None:
+        announced.extend(ids)
+
+    runner.on_events = hook
+    ids = register(database_url, ["phone"])
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def report(ago_s: int) -> StoredPosition:
+        when = now - timedelta(seconds=ago_s)
+        return StoredPosition(ids["phone"], "phone", "test", when,
+                              Position(fix_time=when, latitude=52.0, longitude=4.0))
+
+    await store(database_url, [report(3600)])
+    assert await runner.sweep_presence() == 0  # silent for an hour and never online: no change
+    await store(database_url, [report(30)])
+    await runner.process(ids["phone"])
+    assert await runner.sweep_presence() == 1
+    assert await runner.sweep_presence() == 0  # still online: nothing new
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE positions SET server_time = server_time - interval '1 hour'")
+    assert await runner.sweep_presence() == 1
+    await store(database_url, [report(2400)])  # a late position: its period is replayed
+    await runner.process(ids["phone"])
+    assert runner.stats.replays == 1
+    with psycopg.connect(database_url) as conn:
+        events = conn.execute("SELECT id, type, time FROM events WHERE type LIKE 'deviceO%' ORDER BY id"
+                              ).fetchall()
+    assert [(e[1], e[2]) for e in events] == [
+        ("deviceOnline", now - timedelta(seconds=30)),
+        ("deviceOffline", now - timedelta(seconds=30) - timedelta(hours=1) + timedelta(seconds=600))]
+    assert [i for i in announced if i in {e[0] for e in events}] == [e[0] for e in events]
+    assert len(announced) == len(set(announced))  # nothing announced twice
