@@ -24,6 +24,7 @@ import psycopg
 
 from bench.dbsetup import scratch_database
 from gateway.ingest import Ingest
+from gateway.processing import ProcessingRunner
 from gateway.service import EPHEMERAL, Gateway
 from protocols import gt06
 from protocols.model import Position
@@ -70,7 +71,7 @@ def baseline_copy(url: str, device_ids: list[int], positions: int) -> float:
     return len(rows) / elapsed
 
 
-async def gateway_run(url: str, devices: int, positions: int) -> dict[str, Any]:
+async def gateway_run(url: str, devices: int, positions: int, processing: bool = False) -> dict[str, Any]:
     pool = db.open_pool(url, 4)
     await pool.open()
     store = DeviceStore(pool)
@@ -80,6 +81,10 @@ async def gateway_run(url: str, devices: int, positions: int) -> dict[str, Any]:
 
     writer = PositionWriter(pool, Spool(Path(tempfile.mkdtemp(prefix="ft-bench-spool-"))))
     writer_task = asyncio.create_task(writer.run())
+    runner = ProcessingRunner(pool) if processing else None
+    runner_task = asyncio.create_task(runner.run()) if runner else None
+    if runner is not None:
+        writer.on_new_positions = runner.wake
     gateway = Gateway([gt06.PROTOCOL], {"gt06": EPHEMERAL}, Ingest(directory, store, writer),
                       host="127.0.0.1")
     await gateway.start()
@@ -93,6 +98,15 @@ async def gateway_run(url: str, devices: int, positions: int) -> dict[str, Any]:
     await gateway.close()
     await writer.close()
     await writer_task
+    if runner is not None and runner_task is not None:
+        # The load is acked; how long until every position is also processed.
+        t = time.perf_counter()
+        while await _dirty(url):  # noqa: ASYNC110 - the state is in the database
+            await asyncio.sleep(0.05)
+        load["processing_catch_up_s"] = time.perf_counter() - t
+        load["processed"] = runner.stats.positions
+        runner.stop()
+        await runner_task
     await pool.close()
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM positions").fetchone()
@@ -102,11 +116,19 @@ async def gateway_run(url: str, devices: int, positions: int) -> dict[str, Any]:
     return load
 
 
+async def _dirty(url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        row = await (await conn.execute("SELECT count(*) FROM processing_dirty")).fetchone()
+        return int(row[0]) if row else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--positions", type=int, default=20, help="positions per device")
+    parser.add_argument("--processing", action="store_true",
+                        help="run the processing runner in the same process, as `fieldtrack serve` does")
     args = parser.parse_args()
     raise_fd_limit()
     with scratch_database() as (url, where):
@@ -116,9 +138,9 @@ def main() -> None:
         try:
             import uvloop
 
-            load = uvloop.run(gateway_run(url, args.devices, args.positions))
+            load = uvloop.run(gateway_run(url, args.devices, args.positions, args.processing))
         except ImportError:
-            load = asyncio.run(gateway_run(url, args.devices, args.positions))
+            load = asyncio.run(gateway_run(url, args.devices, args.positions, args.processing))
     total = args.devices * args.positions
     rate = load["acked"] / load["elapsed_s"] if load["elapsed_s"] else 0.0
     print(f"ingest benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
@@ -132,6 +154,9 @@ def main() -> None:
     print(f"  RSS: server {load['server_rss_mb']:.0f} MB, load generator {load['rss_mb']:.0f} MB")
     print(f"  baseline raw binary COPY of the same rows: {copy_rate:,.0f} rows/s")
     print(f"  ratio end-to-end / raw COPY: {rate / copy_rate:.3f}")
+    if args.processing:
+        print(f"  processing in the same process: {load['processed']} positions processed; caught up"
+              f" {load['processing_catch_up_s']:.2f} s after the last ack")
     if load["committed"] != total or load["acked"] != total:
         raise SystemExit("FAILED: not every position was acked and committed")
 
