@@ -68,24 +68,38 @@ class NearestIndex:
         if n <= 0 or not self._where:
             return []
         row, col = self._cell(lat, lon)
-        rows = round(180 / self.cell_deg) + 1
         best: list[tuple[float, int]] = []  # max-heap by negated distance, at most n entries
-        for ring in range(max(rows, self._columns)):
+        seen: set[int] = set()
+
+        def consider(key: int) -> None:
+            seen.add(key)
+            if accept is not None and not accept(key):
+                return
+            klat, klon, _ = self._where[key]
+            d = haversine_m(lat, lon, klat, klon)
+            if d > max_m:
+                return
+            if len(best) < n:
+                heapq.heappush(best, (-d, key))
+            elif d < -best[0][0]:
+                heapq.heapreplace(best, (-d, key))
+
+        ring = 0
+        while True:
             bound = self._ring_bound_m(lat, ring)
             if bound > max_m or (len(best) == n and bound > -best[0][0]):
                 break
+            if 8 * ring >= len(self._where) - len(seen):
+                # Sparse around here: the next ring has more cells than keys are left, so
+                # looking at every remaining key is cheaper than walking empty cells.
+                for key in self._where.keys() - seen:
+                    consider(key)
+                break
             for cell in self._ring(row, col, ring):
                 for key in self._cells.get(cell, ()):
-                    if accept is not None and not accept(key):
-                        continue
-                    klat, klon, _ = self._where[key]
-                    d = haversine_m(lat, lon, klat, klon)
-                    if d > max_m:
-                        continue
-                    if len(best) < n:
-                        heapq.heappush(best, (-d, key))
-                    elif d < -best[0][0]:
-                        heapq.heapreplace(best, (-d, key))
+                    if key not in seen:
+                        consider(key)
+            ring += 1
         return sorted(((key, -neg) for neg, key in best), key=lambda item: (item[1], item[0]))
 
     def _ring_bound_m(self, lat: float, ring: int) -> float:
