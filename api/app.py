@@ -7,7 +7,9 @@ from fastapi import FastAPI
 from api import errors
 from api.deps import ApiDeps
 from api.routes import (
+    customers,
     devices,
+    dispatch,
     events,
     geofences,
     groups,
@@ -16,6 +18,8 @@ from api.routes import (
     reports,
     status,
     stream,
+    teams,
+    users,
     webhooks,
 )
 
@@ -38,4 +42,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(stream.router, prefix="/api")
     app.include_router(status.router, prefix="/api")
     app.include_router(reports.router, prefix="/api")
+    for router in (users.router, users.me_router, teams.router):
+        app.include_router(router, prefix="/api")
+    app.include_router(customers.router, prefix="/api")
+    app.include_router(dispatch.router, prefix="/api")
     return app

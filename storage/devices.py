@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,9 +66,16 @@ class DeviceStore:
         rows = await self._query(_SELECT + " WHERE unique_id = %s", (unique_id,))
         return rows[0] if rows else None
 
-    async def page(self, limit: int, offset: int) -> tuple[list[Device], int]:
-        rows = await self._query(_SELECT + " ORDER BY id LIMIT %s OFFSET %s", (limit, offset))
-        total = await self._scalar("SELECT count(*) FROM devices")
+    async def page(self, limit: int, offset: int,
+                   ids: Collection[int] | None = None) -> tuple[list[Device], int]:
+        """``ids``: only these devices (None: every device)."""
+        if ids is None:
+            rows = await self._query(_SELECT + " ORDER BY id LIMIT %s OFFSET %s", (limit, offset))
+            return rows, int(await self._scalar("SELECT count(*) FROM devices"))
+        wanted = list(ids)
+        rows = await self._query(_SELECT + " WHERE id = ANY(%s::int8[]) ORDER BY id LIMIT %s OFFSET %s",
+                                 (wanted, limit, offset))
+        total = await self._scalar("SELECT count(*) FROM devices WHERE id = ANY(%s::int8[])", (wanted,))
         return rows, int(total)
 
     async def all(self) -> list[Device]:
@@ -109,10 +117,10 @@ class DeviceStore:
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(str(exc)) from exc
 
-    async def _scalar(self, sql: str) -> Any:
+    async def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(sql.encode())
+                cur = await conn.execute(sql.encode(), params)
                 row = await cur.fetchone()
                 return row[0] if row else None
         except psycopg.OperationalError as exc:

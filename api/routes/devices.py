@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import Admin, Caller, Deps
+from api.access import Visible, require_device
+from api.deps import Admin, Deps
 from api.schemas import DeviceIn, DeviceOut, DevicePage, DevicePatch
 from storage.devices import Device
 
@@ -29,16 +30,19 @@ async def create_device(body: DeviceIn, d: Deps, _: Admin, response: Response) -
 @router.get("", response_model=DevicePage)
 async def list_devices(
     d: Deps,
-    _: Caller,
+    scope: Visible,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DevicePage:
-    items, total = await d.devices.page(limit, offset)
+    """The devices the caller may see (api.access): admins every device, managers their teams'
+    devices, reps their own."""
+    items, total = await d.devices.page(limit, offset, scope.devices_filter())
     return DevicePage(items=[_out(x) for x in items], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
-async def get_device(device_id: int, d: Deps, _: Caller) -> DeviceOut:
+async def get_device(device_id: int, d: Deps, scope: Visible) -> DeviceOut:
+    require_device(scope, device_id)
     return _out(await d.devices.get(device_id))
 
 

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import Caller, Deps
+from api.access import Visible, visible_devices
+from api.deps import Deps
 from api.schemas import BigInt, EventOut, EventPage
 from api.timerange import decode_cursor, encode_cursor, range_or_last_day
 from storage.events import EventStore, StoredEvent
@@ -17,7 +18,7 @@ router = APIRouter(tags=["events"])
 MAX_RANGE = timedelta(days=366)
 _FROM = "ISO 8601 with a zone, inclusive; default: `to` minus 24 h"
 _TO = "ISO 8601 with a zone, exclusive; default: now"
-_DEVICE = "device id; repeat for several (default: every device)"
+_DEVICE = "device id; repeat for several (default: every device the caller may see)"
 _TYPE = "event type, e.g. geofenceEnter; repeat for several (default: every type)"
 
 
@@ -29,7 +30,7 @@ def _out(e: StoredEvent) -> EventOut:
 @router.get("/events", response_model=EventPage)
 async def list_events(
     d: Deps,
-    _: Caller,
+    scope: Visible,
     devices: Annotated[list[BigInt] | None, Query(alias="device", description=_DEVICE)] = None,
     types: Annotated[list[str] | None, Query(alias="type", description=_TYPE)] = None,
     start: Annotated[datetime | None, Query(alias="from", description=_FROM)] = None,
@@ -40,8 +41,10 @@ async def list_events(
 ) -> EventPage:
     start, end = range_or_last_day(start, end)
     after = decode_cursor(cursor) if cursor else None
-    rows = await EventStore(d.db()).list(device_ids=devices, types=types, start=start, end=end,
-                                         limit=limit + 1, after=after, newest_first=order == "desc")
+    # Devices the caller may not see drop out, as unknown ids do.
+    rows = await EventStore(d.db()).list(device_ids=visible_devices(scope, devices), types=types,
+                                         start=start, end=end, limit=limit + 1, after=after,
+                                         newest_first=order == "desc")
     more = len(rows) > limit
     rows = rows[:limit]
     return EventPage(items=[_out(e) for e in rows],

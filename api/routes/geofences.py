@@ -1,4 +1,7 @@
-"""Geofences: create, list (JSON or GeoJSON), read, change, remove."""
+"""Geofences: create, list (JSON or GeoJSON), read, change, remove.
+
+Fences are company-wide: every caller reads them all; admins and managers change them, and a
+manager may name only devices they see (api.access)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import Admin, Caller, Deps
+from api.access import ManagerOrAdmin, require_devices
+from api.deps import Caller, Deps
 from api.schemas import GeofenceIn, GeofenceOut, GeofencePage, GeofencePatch
 from processors.fences import fence_to_geojson
 from storage.geofences import Geofence, GeofenceStore
@@ -36,7 +40,9 @@ def _invalid(exc: ValueError) -> HTTPException:
 
 
 @router.post("", response_model=GeofenceOut, status_code=201)
-async def create_geofence(body: GeofenceIn, d: Deps, _: Admin, response: Response) -> GeofenceOut:
+async def create_geofence(body: GeofenceIn, d: Deps, scope: ManagerOrAdmin,
+                          response: Response) -> GeofenceOut:
+    require_devices(scope, body.device_ids)
     try:
         fence = await GeofenceStore(d.db()).create(
             body.name, body.geometry, radius_m=body.radius_m, width_m=body.width_m,
@@ -75,7 +81,9 @@ async def get_geofence(fence_id: FenceId, d: Deps, _: Caller) -> GeofenceOut:
 
 
 @router.patch("/{fence_id}", response_model=GeofenceOut)
-async def patch_geofence(fence_id: FenceId, body: GeofencePatch, d: Deps, _: Admin) -> GeofenceOut:
+async def patch_geofence(fence_id: FenceId, body: GeofencePatch, d: Deps,
+                         scope: ManagerOrAdmin) -> GeofenceOut:
+    require_devices(scope, body.device_ids or ())
     try:
         fence = await GeofenceStore(d.db()).update(fence_id, body.model_dump(exclude_unset=True))
     except ValueError as exc:
@@ -84,6 +92,6 @@ async def patch_geofence(fence_id: FenceId, body: GeofencePatch, d: Deps, _: Adm
 
 
 @router.delete("/{fence_id}", status_code=204)
-async def delete_geofence(fence_id: FenceId, d: Deps, _: Admin) -> Response:
+async def delete_geofence(fence_id: FenceId, d: Deps, _: ManagerOrAdmin) -> Response:
     await GeofenceStore(d.db()).delete(fence_id)
     return Response(status_code=204)

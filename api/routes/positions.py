@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import Caller, Deps
+from api.access import Visible, require_device, visible_devices
+from api.deps import Deps
 from api.schemas import PositionOut, PositionPage
 from api.timerange import decode_cursor, encode_cursor, range_or_last_day
 
@@ -25,13 +26,14 @@ def _out(row: dict[str, Any]) -> PositionOut:
 async def device_positions(
     device_id: int,
     d: Deps,
-    _: Caller,
+    scope: Visible,
     start: Annotated[datetime | None, Query(alias="from", description=_FROM)] = None,
     end: Annotated[datetime | None, Query(alias="to", description=_TO)] = None,
     order: Annotated[Literal["asc", "desc"], Query(description="asc = oldest first")] = "desc",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> PositionPage:
+    require_device(scope, device_id)  # an unseen device is answered like an unknown one
     await d.devices.get(device_id)  # 404 for an unknown device, not an empty list
     start, end = range_or_last_day(start, end)
     after = decode_cursor(cursor) if cursor else None
@@ -45,5 +47,6 @@ async def device_positions(
 
 
 @router.get("/positions/latest", response_model=list[PositionOut])
-async def latest_positions(d: Deps, _: Caller) -> list[PositionOut]:
-    return [_out(r) for r in await d.positions.latest()]
+async def latest_positions(d: Deps, scope: Visible) -> list[PositionOut]:
+    """The newest position of every device the caller may see."""
+    return [_out(r) for r in await d.positions.latest(visible_devices(scope, None))]

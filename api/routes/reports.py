@@ -15,7 +15,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import Caller, Deps
+from api.access import Scope, Visible, require_device, require_devices
+from api.deps import Deps
 from api.formats import RoutePoint, route_csv, route_geojson, route_gpx, table_csv, table_xlsx
 from api.schemas import (
     BigInt,
@@ -30,6 +31,7 @@ from api.schemas import (
     TripReport,
 )
 from api.timerange import checked_range
+from storage.groups import GroupStore
 from storage.reports import DaySummary, DeviceSummary, ReportStore, ReportTooLarge, ReportTrip, day_windows
 
 router = APIRouter(tags=["reports"])
@@ -107,10 +109,11 @@ def _trip_out(r: ReportTrip) -> ReportTripOut:
 
 
 @router.get("/devices/{device_id}/trips", response_model=TripReport, responses=_TABLES)
-async def device_trips(device_id: DeviceId, d: Deps, _: Caller, start: From, end: To,
+async def device_trips(device_id: DeviceId, d: Deps, scope: Visible, start: From, end: To,
                        format: TableFormat = "json") -> TripReport | Response:
     """Trips overlapping the range, whole (not cut at its ends); the trip under way last, flagged open."""
     start, end = checked_range(start, end)
+    require_device(scope, device_id)
     device = await d.devices.get(device_id)
     items = [_trip_out(r) for r in await ReportStore(d.db()).trips(device_id, start, end)]
     if format == "json":
@@ -120,10 +123,11 @@ async def device_trips(device_id: DeviceId, d: Deps, _: Caller, start: From, end
 
 
 @router.get("/devices/{device_id}/stops", response_model=StopReport, responses=_TABLES)
-async def device_stops(device_id: DeviceId, d: Deps, _: Caller, start: From, end: To,
+async def device_stops(device_id: DeviceId, d: Deps, scope: Visible, start: From, end: To,
                        format: TableFormat = "json") -> StopReport | Response:
     """Stops overlapping the range, whole; the stop not yet left last, flagged open."""
     start, end = checked_range(start, end)
+    require_device(scope, device_id)
     device = await d.devices.get(device_id)
     items = [ReportStopOut(arrival=s.stop.start_time, departure=s.stop.end_time, duration_s=s.stop.duration_s,
                            latitude=s.stop.latitude, longitude=s.stop.longitude,
@@ -172,13 +176,14 @@ async def _summaries(d: Deps, start: datetime, end: datetime, zone: tzinfo, *, d
 
 
 @router.get("/devices/{device_id}/summary", response_model=DeviceSummaryOut, responses=_TABLES)
-async def device_summary(device_id: DeviceId, d: Deps, _: Caller, start: From, end: To, tz: Zone = "UTC",
+async def device_summary(device_id: DeviceId, d: Deps, scope: Visible, start: From, end: To, tz: Zone = "UTC",
                          format: TableFormat = "json") -> DeviceSummaryOut | Response:
     """Per local day of `tz` (every day of the range, also those without positions) and in total:
     distance from the odometer marks (a trip over midnight is split where the device was at midnight),
     driving time in trips cut at the day's edges, trips begun, top and average speed, odometer."""
     start, end = checked_range(start, end)
     zone = _zone(tz)
+    require_device(scope, device_id)
     (summary,) = await _summaries(d, start, end, zone, device_ids=[device_id])
     out = _device_out(summary, tz, zone)
     if format == "json":
@@ -188,21 +193,38 @@ async def device_summary(device_id: DeviceId, d: Deps, _: Caller, start: From, e
 
 @router.get("/reports/summary", response_model=SummaryReport, responses=_TABLES)
 async def fleet_summary(
-    d: Deps, _: Caller, start: From, end: To, tz: Zone = "UTC",
+    d: Deps, scope: Visible, start: From, end: To, tz: Zone = "UTC",
     group: Annotated[list[BigInt] | None, Query(description="group id; repeatable")] = None,
     device: Annotated[list[BigInt] | None, Query(description="device id; repeatable")] = None,
     format: TableFormat = "json",
 ) -> SummaryReport | Response:
     """The daily summary of many devices in one go: those named plus those in the groups named
-    (neither: every device), by device id, each with its days and its total."""
+    (neither: every device), by device id, each with its days and its total. Only devices the
+    caller may see count: one it may not see is answered as unknown (404), and a group stands for
+    its devices that the caller sees."""
     start, end = checked_range(start, end)
     zone = _zone(tz)
-    summaries = await _summaries(d, start, end, zone, device_ids=device or (), group_ids=group or (),
-                                 every=not device and not group)
+    if scope.everything:
+        summaries = await _summaries(d, start, end, zone, device_ids=device or (), group_ids=group or (),
+                                     every=not device and not group)
+    else:
+        summaries = await _summaries(d, start, end, zone, device_ids=await _seen(d, scope, device, group))
     devices = [_device_out(s, tz, zone) for s in summaries]
     if format == "json":
         return SummaryReport(tz=tz, devices=devices)
     return _table(format, "summary", *_summary_table(devices), _file_stem("summary", None, start, end))
+
+
+async def _seen(d: Deps, scope: Scope, device: Sequence[int] | None,
+                group: Sequence[int] | None) -> list[int]:
+    require_devices(scope, device or ())
+    if not device and not group:
+        return sorted(scope.device_ids)
+    ids = set(device or ())
+    groups = GroupStore(d.db())
+    for g in group or ():
+        ids |= set((await groups.get(g)).device_ids) & scope.device_ids
+    return sorted(ids)
 
 
 def _point(p: Any) -> RoutePoint:
@@ -213,13 +235,14 @@ def _point(p: Any) -> RoutePoint:
 
 @router.get("/devices/{device_id}/route", response_model=RouteReport, responses=_ROUTES)
 async def device_route(
-    device_id: DeviceId, d: Deps, _: Caller, start: From, end: To,
+    device_id: DeviceId, d: Deps, scope: Visible, start: From, end: To,
     format: Literal["json", "geojson", "gpx", "csv"] = "json",
     include_filtered: Annotated[bool, Query(description="also positions the filters dropped")] = False,
 ) -> RouteReport | Response:
     """Positions with a location in time order with their marks; at most 100,000 (ask for a shorter
     range beyond that). Positions not processed yet are included, with null marks."""
     start, end = checked_range(start, end)
+    require_device(scope, device_id)
     device = await d.devices.get(device_id)
     found = await ReportStore(d.db()).route(device_id, start, end, include_filtered=include_filtered,
                                             limit=MAX_ROUTE_POINTS + 1)

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import Caller, Deps
+from api.access import Visible, visible_devices
+from api.deps import Deps
 from processors import geofences, motion
 from storage.status import device_status
 
@@ -47,10 +48,11 @@ def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 @router.get("/status", summary="Every device now: online, moving or stopped, alarm, geofences")
-async def status(d: Deps, _: Caller,
+async def status(d: Deps, scope: Visible,
                  device: Annotated[list[int] | None, Query(description="device id; repeatable")] = None,
                  ) -> list[dict[str, Any]]:
     if device is not None and any(x < 1 for x in device):
         raise HTTPException(422, "device ids are positive integers")
     now = datetime.now(UTC)
-    return [_status(row, now) for row in await device_status(d.db(), device)]
+    # Devices the caller may not see drop out, as unknown ids do.
+    return [_status(row, now) for row in await device_status(d.db(), visible_devices(scope, device))]

@@ -1,8 +1,9 @@
 """``/api/stream``: live positions (with their marks) and events over a WebSocket.
 
-Browsers cannot set headers on a WebSocket, so the token may also come as ``?token=``. What a
-caller sees: admin and manager tokens every device; rep tokens nothing yet, until reps are
-linked to their devices (field-sales issue), rather than everything.
+Browsers cannot set headers on a WebSocket, so the token may also come as ``?token=``. A caller
+hears only the devices in its scope (api.access): admins every device, managers their teams'
+devices, reps their own. The scope is fixed when the stream opens: a device linked later needs a
+reconnect.
 """
 
 from __future__ import annotations
@@ -13,19 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from api.access import scope_of
 from api.deps import ApiDeps
 from api.live import LiveHub, Subscriber
-from storage.tokens import TokenOwner
 
 router = APIRouter(tags=["live"])
 
 KINDS = frozenset({"position", "event"})
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
-
-
-def visible_devices(owner: TokenOwner) -> set[int] | None:
-    return None if owner.role in ("admin", "manager") else set()
 
 
 def _hub(ws: WebSocket, deps: ApiDeps) -> LiveHub:
@@ -55,10 +52,10 @@ async def stream(ws: WebSocket,
     if not kinds <= KINDS:
         await ws.close(POLICY_VIOLATION, f"kind must be one of {sorted(KINDS)}")
         return
-    visible = visible_devices(owner)
+    visible = (await scope_of(owner, deps.db())).devices_filter()
     devices: set[int] | None = set(device) if device else None
     if visible is not None:
-        devices = visible if devices is None else devices & visible
+        devices = set(visible) if devices is None else devices & visible
     hub = _hub(ws, deps)
     subscriber = Subscriber(devices, kinds)
     await ws.accept()

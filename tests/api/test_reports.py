@@ -313,18 +313,25 @@ async def test_bad_ranges_and_zones_are_422(api: Api, params: dict[str, str], ne
         assert needle in json.dumps(r.json()["detail"])
 
 
-async def test_unknown_device_is_404_and_a_rep_can_read(api: Api) -> None:
+async def test_unknown_device_is_404_and_a_rep_token_without_a_user_sees_no_device(api: Api) -> None:
+    """A device a caller may not see is answered exactly like one that does not exist (the rules
+    themselves: tests/api/test_access.py)."""
     params = {"from": "2005-09-25T00:00:00Z", "to": "2005-09-26T00:00:00Z"}
     for kind in ("trips", "stops", "summary", "route"):
         r = await api.client.get(f"/api/devices/987654/{kind}", params=params, headers=api.auth())
         assert r.status_code == 404
         assert r.json() == {"error": "not_found", "detail": "device 987654 not found"}
-    dev = await device(api, "rep-visible")
+    dev = await device(api, "not-the-reps")
     for kind in ("trips", "stops", "summary", "route"):
         assert (await api.client.get(f"/api/devices/{dev}/{kind}", params=params)).status_code == 401
         r = await api.client.get(f"/api/devices/{dev}/{kind}", params=params, headers=api.auth(REP))
+        assert r.status_code == 404
+        assert r.json() == {"error": "not_found", "detail": f"device {dev} not found"}
+        r = await api.client.get(f"/api/devices/{dev}/{kind}", params=params, headers=api.auth())
         assert r.status_code == 200, r.text
     r = await api.client.get("/api/reports/summary", params=params, headers=api.auth(REP))
+    assert r.status_code == 200 and r.json()["devices"] == []
+    r = await api.client.get("/api/reports/summary", params=params, headers=api.auth())
     assert r.status_code == 200 and [d["device_id"] for d in r.json()["devices"]] == [dev]
 
 

@@ -94,7 +94,7 @@ async def test_kind_filter_and_token_in_query(api: Api, ws_url: str) -> None:
         assert message["kind"] == "event" and message["type"] == "alarm"
 
 
-async def test_rep_tokens_see_no_device_yet(api: Api, ws_url: str) -> None:
+async def test_a_rep_token_without_a_user_sees_no_device(api: Api, ws_url: str) -> None:
     d = await device(api, "not-theirs")
     async with websockets.connect(f"{ws_url}?token={REP}") as ws:
         assert (await receive(ws))["devices"] == []
