@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -33,3 +34,18 @@ def test_processor_benchmark_runs(pg_server_url: str) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "pipeline with 30 geofences" in out.stdout
     assert "ratio runner / raw COPY" in out.stdout
+
+
+def test_report_benchmark_runs(pg_server_url: str) -> None:
+    env = {**os.environ, "FIELDTRACK_BENCH_DATABASE_URL": pg_server_url}
+    out = subprocess.run([sys.executable, "-m", "bench.reports", "--devices", "3", "--days", "2",
+                          "--runs", "3", "--fleet-runs", "2"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 devices left dirty, 0 runner errors" in out.stdout
+    # Both days are work days (the range ends on a Friday), each with at least five drives.
+    trips = re.search(r"derived: ([\d,]+) trips", out.stdout)
+    assert trips is not None and int(trips.group(1).replace(",", "")) >= 3 * 2 * 5
+    assert "fleet summary, 3 devices x 2 days (6 day rows)" in out.stdout
+    assert out.stdout.count(" p50 ") == 11
+    assert "ratio fleet summary / baseline (p50)" in out.stdout
