@@ -221,6 +221,8 @@ class ProcessingRunner:
         await derived.save_marks(conn, device_id, fixes, marks)
         new_events = await derived.replace_records(conn, device_id, start, upto, emitted)
         await derived.save_checkpoints(conn, device_id, checkpoints)
+        if checkpoints:
+            await derived.thin_checkpoints(conn, device_id, upto[0])
         await derived.save_state(conn, device_id, upto, state.to_json())
         more = len(fixes) == self.chunk
         # Still dirty from here if the chunk was full: the next chunk continues, not replays.

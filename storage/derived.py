@@ -197,6 +197,28 @@ async def save_checkpoints(conn: AsyncConnection, device_id: int,
             [(device_id, k[0], k[1], json.dumps(s)) for k, s in checkpoints])
 
 
+# Checkpoints bound how far back a late position replays. Recent data gets late most (a phone's
+# buffer, a tracker's black box), so: every hour for the last two days of the device's data,
+# then one a day for five weeks, then one a week; a replay from further back costs more but is
+# still exact.
+_THIN = """
+DELETE FROM processing_checkpoints c
+WHERE c.device_id = %(device)s AND c.upto_time < %(upto)s - interval '2 days'
+  AND (c.upto_time, c.upto_key) NOT IN (
+    SELECT DISTINCT ON (bucket) upto_time, upto_key FROM (
+        SELECT upto_time, upto_key,
+               CASE WHEN upto_time >= %(upto)s - interval '35 days' THEN date_trunc('day', upto_time)
+                    ELSE date_trunc('week', upto_time) END AS bucket
+        FROM processing_checkpoints
+        WHERE device_id = %(device)s AND upto_time < %(upto)s - interval '2 days') k
+    ORDER BY bucket, upto_time, upto_key)
+"""
+
+
+async def thin_checkpoints(conn: AsyncConnection, device_id: int, upto: datetime) -> None:
+    await conn.execute(_THIN.encode(), {"device": device_id, "upto": upto})
+
+
 async def latest_checkpoint_time(conn: AsyncConnection, device_id: int) -> datetime | None:
     cur = await conn.execute("SELECT max(upto_time) FROM processing_checkpoints WHERE device_id = %s",
                              (device_id,))

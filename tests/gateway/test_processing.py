@@ -277,3 +277,40 @@ async def test_online_and_offline_are_one_event_each_and_survive_replays(
         ("deviceOffline", now - timedelta(seconds=30) - timedelta(hours=1) + timedelta(seconds=600))]
     assert [i for i in announced if i in {e[0] for e in events}] == [e[0] for e in events]
     assert len(announced) == len(set(announced))  # nothing announced twice
+
+
+def commuter(device_id: int, days: int) -> list[StoredPosition]:
+    """A fix every 10 minutes for ``days`` days: parked at home, 08:00-08:50 driving 10 km east
+    at 60 km/h, parked, 17:00-17:50 back."""
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    out = []
+    for k in range(days * 144):
+        when = start + timedelta(minutes=10 * k)
+        slot = (k % 144) - 48  # 08:00 is slot 48 of the day
+        east = 0.0 if slot < 0 else min(slot, 5) * 2.0 if slot < 54 else max(0.0, 10.0 - (slot - 54) * 2.0)
+        moving = 0 < slot <= 5 or 54 < slot <= 59
+        out.append(StoredPosition(device_id, "c", "test", when, Position(
+            fix_time=when, latitude=52.0, longitude=4.0 + east / 68.6, speed_kmh=60.0 if moving else 0.0)))
+    return out
+
+
+async def test_checkpoints_are_thinned_and_late_data_still_replays_exactly(
+        database_url: str, runner: ProcessingRunner) -> None:
+    ids = register(database_url, ["daily", "straight"])
+    rows = commuter(ids["daily"], 45)
+    late = rows[20 * 144 + 30]  # a position from 25 days before the end, held back
+    for day in range(45):
+        await store(database_url, [r for r in rows[day * 144:(day + 1) * 144] if r is not late])
+        await runner.process(ids["daily"])
+    with psycopg.connect(database_url) as conn:
+        kept = conn.execute("SELECT count(*) FROM processing_checkpoints WHERE device_id = %s",
+                            (ids["daily"],)).fetchone()
+    assert kept is not None and kept[0] <= 100, f"{kept[0]} checkpoints kept for 45 days (1,080 hours)"
+    await store(database_url, [late])
+    await runner.process(ids["daily"])
+    assert runner.stats.replays == 1
+    await store(database_url, commuter(ids["straight"], 45))
+    await runner.process(ids["straight"])
+    got, want = derived(database_url, ids["daily"]), derived(database_url, ids["straight"])
+    assert len(want["trips"]) == 2 * 45
+    assert got == want
