@@ -49,3 +49,10 @@ def test_report_benchmark_runs(pg_server_url: str) -> None:
     assert "fleet summary, 3 devices x 2 days (6 day rows)" in out.stdout
     assert out.stdout.count(" p50 ") == 11
     assert "ratio fleet summary / baseline (p50)" in out.stdout
+
+
+def test_dispatch_benchmark_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.dispatch", "--reps", "500", "--queries", "20"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "grid: p50" in out.stdout and "ratio grid p99 / baseline p99" in out.stdout
