@@ -12,8 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from storage.errors import Conflict, NotFound, StorageUnavailable
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid",
-          503: "unavailable"}
+          405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+          422: "invalid", 503: "unavailable"}
 
 
 def _body(status: int, detail: Any) -> dict[str, Any]:

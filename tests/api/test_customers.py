@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storage.customers import bounding_box
+from storage.customers import ImportResult, ImportRow, _write, bounding_box
 from tests.api.conftest import ADMIN, REP, Api
 
 MGR_A, MGR_B, REP1, REP2, REP3 = "mgr-a-token", "mgr-b-token", "rep1-token", "rep2-token", "rep3-token"
@@ -161,8 +161,8 @@ async def test_list_filters_and_keyset_pages(api: Api, people: People) -> None:
     ]
     ids = [(await create(api, SHOP | r))["id"] for r in rows]
 
-    async def names(query: str, token: str | None = None) -> list[str]:
-        r = await api.client.get(f"/api/customers?{query}", headers=api.auth(token or ADMIN))
+    async def names(query: str) -> list[str]:
+        r = await api.client.get(f"/api/customers?{query}", headers=api.auth())
         assert r.status_code == 200, r.text
         return [c["name"] for c in r.json()["items"]]
 
@@ -439,3 +439,21 @@ async def test_import_respects_teams_and_roles(api: Api, people: People) -> None
     assert "repeats line 2" in r.json()["errors"][2]["error"]
     r = await upload(api, text, token=REP1)
     assert r.status_code == 403
+
+
+async def test_import_write_isolates_a_row_whose_team_vanished(api: Api, people: People) -> None:
+    """A team deleted between the checks and the write: that row fails alone, the others land."""
+    def row(line: int, team_id: int) -> ImportRow:
+        values = {"name": f"Row {line}", "address": None, "latitude": 52.0, "longitude": 4.0,
+                  "radius_m": 150.0, "grade": None, "tags": [], "custom_fields": {},
+                  "external_id": f"V-{line}", "team_id": team_id, "assigned_rep_id": None}
+        return ImportRow(line, values, None, None)
+
+    result = ImportResult()
+    async with api.pool.connection() as conn, conn.transaction():
+        await _write(conn, [row(2, people.team_a), row(3, 999_999), row(4, people.team_b)],
+                     frozenset({"name", "latitude", "longitude", "team_id"}), [], {}, result)
+    assert result.imported == 2 and result.updated == 0 and result.unchanged == 0
+    assert [line for line, _ in result.errors] == [3] and "foreign key" in result.errors[0][1]
+    assert await _id(api, "SELECT count(*) FROM customers WHERE external_id IN ('V-2', 'V-4')") == 2
+    assert await count(api) == 2
