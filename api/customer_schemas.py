@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from storage.customers import FIELDS, ImportRow
+from storage.customer_import import ImportRow
+from storage.customers import FIELDS
 
 MAX_TAGS = 50
 MAX_CUSTOM_FIELDS_BYTES = 16 * 1024

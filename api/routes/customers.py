@@ -33,6 +33,7 @@ from api.customer_schemas import (
     parse_csv,
 )
 from api.deps import Deps
+from storage.customer_import import import_customers
 from storage.customers import (
     Customer,
     CustomerAccess,
@@ -40,7 +41,6 @@ from storage.customers import (
     CustomerStore,
     Filters,
     NotAllowed,
-    import_customers,
 )
 
 router = APIRouter(prefix="/customers", tags=["customers"])

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from storage.customers import ImportResult, ImportRow, _write, bounding_box
+from storage.customer_import import ImportResult, ImportRow, _write
+from storage.customers import bounding_box
 from tests.api.conftest import ADMIN, REP, Api
 
 MGR_A, MGR_B, REP1, REP2, REP3 = "mgr-a-token", "mgr-b-token", "rep1-token", "rep2-token", "rep3-token"
