@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import websockets
 
-from api.app import create_app
-from gateway.http import server_for
 from gateway.processing import ProcessingRunner
 from protocols.model import Position
 from storage.rows import StoredPosition
 from storage.writer import insert_rows
 from tests.api.conftest import ADMIN, Api
 from tests.api.people import DAY, T0, World, call, world
-from tests.ports import free_port
 
 __all__ = ["world"]  # the fixture, imported so pytest finds it here
 
@@ -203,18 +199,6 @@ async def test_geofence_writes_need_a_manager_who_sees_the_devices(api: Api, wor
     got = await call(api, "GET", f"/api/geofences/{fence['id']}", world.reps["south-1"].token)
     assert got["device_ids"] == world.devices("north")
     await call(api, "DELETE", f"/api/geofences/{fence['id']}", north.token, expect=204)
-
-
-@pytest.fixture
-async def ws_url(api: Api) -> AsyncIterator[str]:
-    port = free_port()
-    server = server_for(create_app(api.deps), "127.0.0.1", port)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.01)
-    yield f"ws://127.0.0.1:{port}/api/stream"
-    server.should_exit = True
-    await task
 
 
 async def test_the_stream_gives_a_rep_only_their_own_devices(api: Api, world: World, ws_url: str) -> None:

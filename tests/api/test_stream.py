@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,28 +12,13 @@ import psycopg
 import pytest
 import websockets
 
-from api.app import create_app
-from gateway.http import server_for
 from gateway.processing import ProcessingRunner
 from protocols.model import Position
 from storage.rows import StoredPosition
 from storage.writer import insert_rows
 from tests.api.conftest import ADMIN, REP, Api
-from tests.ports import free_port
 
 T0 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def ws_url(api: Api) -> AsyncIterator[str]:
-    port = free_port()
-    server = server_for(create_app(api.deps), "127.0.0.1", port)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.01)
-    yield f"ws://127.0.0.1:{port}/api/stream"
-    server.should_exit = True
-    await task
 
 
 async def device(api: Api, name: str) -> int:
