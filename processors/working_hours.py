@@ -9,7 +9,7 @@ day left out is a day off.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -26,3 +26,41 @@ def on_duty(calendar: Mapping[str, Sequence[Sequence[str]]] | None, zone: str, a
     minute = local.hour * 60 + local.minute
     periods = calendar.get(DAYS[local.weekday()], ())
     return any(_minutes(start) <= minute < _minutes(end) for start, end in periods)
+
+
+def working_intervals(calendar: Mapping[str, Sequence[Sequence[str]]] | None, zone: str,
+                      start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The on-duty parts of [start, end) as ordered, non-touching UTC intervals.
+
+    Local times are turned into instants day by day in the zone, so a working day keeps its local
+    hours across a DST change (a period in a skipped or repeated hour follows ``zoneinfo``'s fold=0
+    reading). A period ending at 24:00 that meets the next day's 00:00 is one interval.
+    """
+    if end <= start:
+        return []
+    if not calendar:
+        return [(start, end)]
+    tz = ZoneInfo(zone)
+    out: list[tuple[datetime, datetime]] = []
+    day = start.astimezone(tz).date() - timedelta(days=1)
+    last = end.astimezone(tz).date()
+    while day <= last:
+        midnight = datetime.combine(day, time(), tzinfo=tz)
+        for first, final in calendar.get(DAYS[day.weekday()], ()):
+            a = _instant(midnight, _minutes(first), tz)
+            b = _instant(midnight, _minutes(final), tz)
+            a, b = max(a, start), min(b, end)
+            if a >= b:
+                continue
+            if out and out[-1][1] >= a:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            else:
+                out.append((a, b))
+        day += timedelta(days=1)
+    return out
+
+
+def _instant(midnight: datetime, minutes: int, tz: ZoneInfo) -> datetime:
+    # Wall-clock arithmetic in the zone, then to UTC: "08:00" stays 08:00 local on a DST day.
+    local = (midnight.replace(tzinfo=None) + timedelta(minutes=minutes)).replace(tzinfo=tz)
+    return local.astimezone(UTC)

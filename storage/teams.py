@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from processors.team_policy import TeamPolicy
 from storage.calendars import check_time_zone, check_working_hours
 from storage.errors import Conflict, NotFound, StorageUnavailable
 
@@ -63,6 +64,7 @@ def _checked(changes: Mapping[str, Any]) -> dict[str, Any]:
         elif key == "settings":
             if not isinstance(value, dict):
                 raise ValueError("settings must be an object")
+            TeamPolicy.from_settings(value)  # a bad policy is refused here, not met by a processor
             value = Jsonb(value)
         out[key] = value
     return out
