@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from api.schemas import BigInt
+from processors.team_policy import TeamPolicy
 from storage.calendars import check_time_zone, check_working_hours
 
 Role = Literal["admin", "manager", "rep"]
@@ -18,6 +19,21 @@ Calendar = Annotated[dict[str, Any], AfterValidator(check_working_hours), Field(
     examples=[{"mon": [["08:00", "17:00"]], "tue": [["08:00", "17:00"]]}])]
 TimeZone = Annotated[str, Field(max_length=64, description="IANA name, e.g. Europe/Amsterdam"),
                      AfterValidator(check_time_zone)]
+
+
+def _policy(value: dict[str, Any]) -> dict[str, Any]:
+    TeamPolicy.from_settings(value)
+    return value
+
+
+Settings = Annotated[dict[str, Any], AfterValidator(_policy), Field(
+    description="team policy; unknown keys are kept. Known: store_off_hours (false: off-hours positions"
+    " are acknowledged but not stored), checkin {max_fix_age_s 120, max_accuracy_m 100, max_future_s 30,"
+    " teleport_speed_kmh 300, track_window_s 300, track_tolerance_m 100}, visit_detection"
+    " {min_stop_minutes 5}, mileage {rate 0, currency EUR}, visit_cadence_days {A 7, B 14, C 30},"
+    " grades [A, B, C]",
+    examples=[{"store_off_hours": True, "mileage": {"rate": 0.3, "currency": "EUR"},
+               "visit_cadence_days": {"A": 7, "B": 14, "C": 30}}])]
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$",
                              description="unique, compared without case")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -83,15 +99,14 @@ class TeamIn(BaseModel):
     name: Name
     time_zone: TimeZone = "UTC"
     working_hours: Calendar = Field(default_factory=dict)
-    settings: dict[str, Any] = Field(default_factory=dict,
-                                     description='team policy, e.g. {"mileage_rate": 0.3}')
+    settings: Settings = Field(default_factory=dict)
 
 
 class TeamPatch(BaseModel):
     name: Name | None = None
     time_zone: TimeZone | None = None
     working_hours: Calendar | None = None
-    settings: dict[str, Any] | None = None
+    settings: Settings | None = None
 
     @model_validator(mode="after")
     def _required(self) -> TeamPatch:

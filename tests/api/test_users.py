@@ -77,12 +77,17 @@ async def test_team_lifecycle_and_managers(api: Api, world: World) -> None:
     r = await api.client.post("/api/teams", json={"name": "north"}, headers=api.auth())
     assert r.status_code == 409
     team = await call(api, "POST", "/api/teams", expect=201,
-                      json={"name": "west", "settings": {"mileage_rate": 0.3}})
+                      json={"name": "west", "settings": {"mileage": {"rate": 0.3}}})
     assert team["time_zone"] == "UTC" and team["working_hours"] == {} and team["manager_ids"] == []
     patched = await call(api, "PATCH", f"/api/teams/{team['id']}",
                          json={"time_zone": "America/Chicago", "working_hours": CALENDAR})
     assert patched["time_zone"] == "America/Chicago" and patched["working_hours"] == CALENDAR
-    assert patched["settings"] == {"mileage_rate": 0.3}
+    assert patched["settings"] == {"mileage": {"rate": 0.3}}
+    # A policy the processors could not read is refused when saved, naming the setting.
+    r = await api.client.patch(f"/api/teams/{team['id']}", json={"settings": {"mileage": {"rate": -1}}},
+                               headers=api.auth())
+    assert r.status_code == 422 and "mileage.rate" in r.text
+    assert (await call(api, "GET", f"/api/teams/{team['id']}"))["settings"] == {"mileage": {"rate": 0.3}}
     boss = world.managers["north"]
     await call(api, "PUT", f"/api/teams/{team['id']}/managers/{boss.id}", expect=204)
     await call(api, "PUT", f"/api/teams/{team['id']}/managers/{boss.id}", expect=204)  # no change
