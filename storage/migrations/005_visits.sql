@@ -12,7 +12,8 @@
 --          detected  created by the visit detector from a stop at the customer with no plan
 -- flags (reconciliation, set by the detector): 'checkin_without_presence' (a check-in the rep's
 -- track does not show at the customer), 'presence_without_checkin' (a detected stop at a planned
--- customer with no check-in).
+-- customer with no check-in); set by the check-out: 'checkout_far' (checked out beyond the radius
+-- plus the team's track tolerance).
 CREATE TABLE visits (
     id                   bigserial        PRIMARY KEY,
     customer_id          bigint           NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
