@@ -12,7 +12,6 @@ Who sees what (an unseen id is a 404, exactly like an unknown one):
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
@@ -33,6 +32,7 @@ from api.customer_schemas import (
     parse_csv,
 )
 from api.deps import Deps
+from api.multipart import MULTIPART_SLACK, Part, media_type, parse_parts, read_body
 from storage.customer_import import import_customers
 from storage.customers import (
     Customer,
@@ -47,7 +47,6 @@ router = APIRouter(prefix="/customers", tags=["customers"])
 CustomerId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 MAX_NEARBY_RADIUS_M = 50_000
 _CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
-_MULTIPART_SLACK = 64 * 1024  # part headers and boundaries around the file
 
 
 def access_of(scope: Scope) -> CustomerAccess:
@@ -166,50 +165,23 @@ async def import_csv(
 
 async def _csv_bytes(request: Request) -> bytes:
     header = request.headers.get("content-type", "")
-    kind = header.split(";")[0].strip().lower()
+    kind = media_type(request)
     multipart = kind == "multipart/form-data"
     if not multipart and kind not in _CSV_TYPES:
         raise HTTPException(415, "send the file as text/csv or as the `file` part of multipart/form-data")
-    limit = MAX_IMPORT_BYTES + (_MULTIPART_SLACK if multipart else 0)
-    too_large = HTTPException(413, f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MB")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large  # without reading a byte of it
-    body, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        body.append(chunk)
-    data = b"".join(body)
+    limit = MAX_IMPORT_BYTES + (MULTIPART_SLACK if multipart else 0)
+    too_large = f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MB"
+    data = await read_body(request, limit, too_large)
     if multipart:
-        data = _file_part(header, data)
+        data = _file_part(parse_parts(header, data))
         if len(data) > MAX_IMPORT_BYTES:
-            raise too_large
+            raise HTTPException(413, too_large)
     return data
 
 
-def _params(header: str, value: str) -> EmailMessage:
-    message = EmailMessage()
-    message[header] = value
-    return message
-
-
-def _file_part(content_type: str, body: bytes) -> bytes:
-    """The part named ``file`` (or the only part) of a multipart/form-data body (RFC 7578)."""
-    boundary = _params("content-type", content_type).get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise HTTPException(422, [{"where": "body", "problem": "multipart/form-data without a boundary"}])
-    parts = []
-    for chunk in body.split(b"--" + boundary.encode())[1:]:
-        if chunk.startswith(b"--"):
-            break  # the closing delimiter
-        head, _, content = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        disposition = next((line.split(b":", 1)[1].decode("latin-1").strip() for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-disposition:")), "")
-        name = _params("content-disposition", disposition).get_param("name", header="content-disposition")
-        parts.append((name, content.removesuffix(b"\r\n")))
-    chosen = [c for n, c in parts if n == "file"] or ([parts[0][1]] if len(parts) == 1 else [])
+def _file_part(parts: list[Part]) -> bytes:
+    """The part named ``file`` (or the only part)."""
+    chosen = [p.data for p in parts if p.name == "file"] or ([parts[0].data] if len(parts) == 1 else [])
     if not chosen:
         raise HTTPException(422, [{"where": "body", "problem": "no multipart part named `file`"}])
     return chosen[0]
