@@ -3,6 +3,10 @@
 Loaded from the database in the background every ``refresh_s`` (links, calendars, teams change
 rarely) and moved in between by the live position notifications, so an answer costs a grid
 lookup and never a scan of positions. The first request waits for the first load.
+
+Privacy (storage.privacy): a caller who sees reps only on duty (``private``: every caller but an
+admin) never gets a place fixed at an off-duty time, whatever the ``duty_only`` filter says; a
+place fixed on duty is on-duty data (the route shows it too), so it may be listed after hours.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import logging
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
 from api.live import LiveHub, Subscriber
 from processors.nearest import NearestIndex
-from processors.working_hours import on_duty
+from processors.working_hours import working_intervals
 from storage.dispatch import RepFix, rep_fixes
 from storage.errors import StorageUnavailable
 
@@ -30,6 +34,12 @@ OFFLINE_AFTER_S = 600.0
 # first estimate before a routing engine is asked (and what a dispatcher needs to rank reps).
 ROAD_FACTOR = 1.3
 AVERAGE_KMH = 40.0
+_TICK = timedelta(microseconds=1)
+
+
+def _on_duty(rep: RepFix, at: datetime) -> bool:
+    # The same reading of the calendar as the other privacy filters (working_intervals).
+    return bool(working_intervals(rep.working_hours, rep.time_zone, at, at + _TICK))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +138,9 @@ class RepLocator:
 
     def nearest(self, lat: float, lon: float, n: int, *, users: Collection[int] | None = None,
                 teams: Collection[int] | None = None, duty_only: bool = False, max_m: float = math.inf,
-                now: datetime | None = None) -> list[Candidate]:
+                now: datetime | None = None, private: bool = False) -> list[Candidate]:
+        """``duty_only``: reps inside working hours now; ``private``: the caller sees reps only on
+        duty, so a rep whose newest fix was taken off duty is never a candidate."""
         now = now or datetime.now(UTC)
 
         def accept(user_id: int) -> bool:
@@ -137,7 +149,9 @@ class RepLocator:
                 return False
             if teams is not None and rep.team_id not in teams:
                 return False
-            return not duty_only or on_duty(rep.working_hours, rep.time_zone, now)
+            if private and (rep.fix_time is None or not _on_duty(rep, rep.fix_time)):
+                return False
+            return not duty_only or _on_duty(rep, now)
 
         out = []
         for user_id, distance in self.index.nearest(lat, lon, n, max_m, accept):

@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
+
+from storage.privacy import DutyClock
 
 log = logging.getLogger("fieldtrack.api.live")
 
@@ -27,17 +30,30 @@ CLIENT_QUEUE = 1000
 
 @dataclass(eq=False)
 class Subscriber:
-    """``devices`` None: every device; ``kinds``: "position" and/or "event"."""
+    """``devices`` None: every device; ``kinds``: "position" and/or "event"; ``duty``: devices
+    heard only on duty (storage.privacy), whose messages at off-duty times are not sent."""
 
     devices: Collection[int] | None
     kinds: frozenset[str]
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
     overflowed: bool = False
+    duty: Mapping[int, DutyClock] = field(default_factory=dict)
 
     def wants(self, message: dict[str, Any]) -> bool:
         if message["kind"] not in self.kinds:
             return False
-        return self.devices is None or message["device_id"] in self.devices
+        if self.devices is not None and message["device_id"] not in self.devices:
+            return False
+        clock = self.duty.get(message["device_id"])
+        return clock is None or _on_duty(clock, message.get("time"))
+
+
+def _on_duty(clock: DutyClock, time: object) -> bool:
+    try:
+        at = datetime.fromisoformat(str(time))
+    except ValueError:
+        return False  # a time we cannot read cannot be shown to be on duty
+    return at.tzinfo is not None and clock.on_duty(at)
 
 
 class LiveHub:

@@ -1,7 +1,9 @@
 """From decoded positions to durable rows: device identity, per-device steps, the writer.
 
 Every listener (TCP, UDP, HTTP) goes through here, so identity rules, the unknown-device policy
-and the ack-after-durable rule are the same for all transports.
+and the ack-after-durable rule are the same for all transports. So is a team's choice not to
+store off-duty positions (gateway.privacy_cache): those are dropped here, before the writer, and
+acknowledged like stored ones.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from gateway.privacy_cache import OffHoursPolicy
 from processors import last_location
 from protocols.model import Position
 from storage.devices import Device, DeviceDirectory, DeviceStore
@@ -29,6 +32,7 @@ class Ingest:
         *,
         register_unknown: bool = False,
         api_hint: str = "http://<server>:8000",
+        off_hours: OffHoursPolicy | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -38,7 +42,10 @@ class Ingest:
         self._refused_logged: set[str] = set()
         self._last: dict[int, last_location.LastLocation | None] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self.off_hours = off_hours
         self.refused = 0
+        # Positions not stored because the device's team keeps no off-duty positions.
+        self.dropped_off_hours = 0
 
     async def identify(self, unique_id: str, protocol: str) -> Device | None:
         """The registered device for ``unique_id``; registers it when that is switched on.
@@ -74,6 +81,8 @@ class Ingest:
         """Stamp, run the per-device steps in arrival order, and return once durable."""
         if not positions:
             return
+        if self.off_hours is not None:
+            await self.off_hours.ready()
         lock = self._locks.get(device.id)
         if lock is None:
             lock = self._locks[device.id] = asyncio.Lock()
@@ -82,6 +91,12 @@ class Ingest:
             rows = []
             state = self._last.get(device.id)
             for p in positions:
+                # A status report without a fix is kept; a dropped fix must not become the "last
+                # known location" that later status reports are stamped with.
+                if (self.off_hours is not None and p.latitude is not None
+                        and self.off_hours.drops(device.id, p.fix_time)):
+                    self.dropped_off_hours += 1
+                    continue
                 state, p = last_location.step(state, p)
                 rows.append(StoredPosition(device.id, device.unique_id, protocol, now, p))
             self._last[device.id] = state

@@ -20,12 +20,18 @@ def _minutes(text: str) -> int:
 
 
 def on_duty(calendar: Mapping[str, Sequence[Sequence[str]]] | None, zone: str, at: datetime) -> bool:
+    """Inside a period of the local day before, of or after ``at``, each period read as the instants
+    ``_instant`` gives (so this agrees with ``working_intervals`` on DST days too)."""
     if not calendar:
         return True
-    local = at.astimezone(ZoneInfo(zone))
-    minute = local.hour * 60 + local.minute
-    periods = calendar.get(DAYS[local.weekday()], ())
-    return any(_minutes(start) <= minute < _minutes(end) for start, end in periods)
+    tz = ZoneInfo(zone)
+    day = at.astimezone(tz).date()
+    for d in (day - timedelta(days=1), day, day + timedelta(days=1)):
+        midnight = datetime.combine(d, time(), tzinfo=tz)
+        for first, final in calendar.get(DAYS[d.weekday()], ()):
+            if _instant(midnight, _minutes(first), tz) <= at < _instant(midnight, _minutes(final), tz):
+                return True
+    return False
 
 
 def working_intervals(calendar: Mapping[str, Sequence[Sequence[str]]] | None, zone: str,
@@ -61,6 +67,18 @@ def working_intervals(calendar: Mapping[str, Sequence[Sequence[str]]] | None, zo
 
 
 def _instant(midnight: datetime, minutes: int, tz: ZoneInfo) -> datetime:
-    # Wall-clock arithmetic in the zone, then to UTC: "08:00" stays 08:00 local on a DST day.
-    local = (midnight.replace(tzinfo=None) + timedelta(minutes=minutes)).replace(tzinfo=tz)
-    return local.astimezone(UTC)
+    """The first instant the zone's clock shows this wall time or later: "08:00" stays 08:00 local
+    on a DST day; a time shown twice (clocks going back) is its first showing; a time the clock
+    jumps over (clocks going forward) is the jump."""
+    wall = midnight.replace(tzinfo=None) + timedelta(minutes=minutes)
+    later = wall.replace(tzinfo=tz).astimezone(UTC)  # fold=0: the earlier of two showings
+    if later.astimezone(tz).replace(tzinfo=None) == wall:
+        return later
+    earlier = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)  # the jump lies in (earlier, later]
+    while later - earlier > timedelta(seconds=1):
+        mid = earlier + timedelta(seconds=(later - earlier).total_seconds() // 2)
+        if mid.astimezone(tz).replace(tzinfo=None) >= wall:
+            later = mid
+        else:
+            earlier = mid
+    return later

@@ -41,9 +41,12 @@ class EventStore:
         limit: int,
         after: tuple[datetime, int] | None = None,
         newest_first: bool = False,
+        within: tuple[Sequence[int], Sequence[str]] | None = None,
     ) -> builtins.list[StoredEvent]:
         """Events with ``start <= time < end`` (of these devices and types when given), ordered by
-        (time, id); ``after`` is the (time, id) of the last event of the previous page."""
+        (time, id); ``after`` is the (time, id) of the last event of the previous page.
+        ``within``: devices and, for each, a tstzmultirange literal its events' times must lie in
+        (storage.privacy: the on-duty hours); other devices are not limited."""
         order, op = ("DESC", "<") if newest_first else ("ASC", ">")
         where = ["time >= %s", "time < %s"]
         params: builtins.list[Any] = [start, end]
@@ -53,6 +56,10 @@ class EventStore:
         if types is not None:
             where.append("type = ANY(%s::text[])")
             params.append(builtins.list(types))
+        if within is not None and within[0]:
+            where.append("NOT EXISTS (SELECT 1 FROM unnest(%s::int8[], %s::text[]::tstzmultirange[])"
+                         " h(dev, duty) WHERE h.dev = events.device_id AND NOT events.time <@ h.duty)")
+            params.extend((builtins.list(within[0]), builtins.list(within[1])))
         if after is not None:
             where.append(f"(time, id) {op} (%s, %s)")
             params.extend(after)

@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from storage.errors import StorageUnavailable
+from storage.privacy import within_sql
 
 _FIELDS = (
     "p.device_id, p.fingerprint, d.unique_id, p.fix_time, p.server_time, p.device_time,"
@@ -31,15 +32,20 @@ class PositionStore:
         limit: int,
         newest_first: bool,
         after: tuple[datetime, int] | None = None,
+        within: str | None = None,
     ) -> list[dict[str, Any]]:
         """Positions with ``start <= fix_time < end``, keyset-paginated on (fix_time, fingerprint):
-        ``after`` is the key of the last row of the previous page."""
+        ``after`` is the key of the last row of the previous page. ``within``: a tstzmultirange
+        literal the fix time must also lie in (storage.privacy: the on-duty part of the range)."""
         order = "DESC" if newest_first else "ASC"
         cursor_cond = ""
         params: list[Any] = [device_id, start, end]
+        if within is not None:
+            cursor_cond = f" AND {within_sql('p.fix_time')}"
+            params.append(within)
         if after is not None:
             op = "<" if newest_first else ">"
-            cursor_cond = f" AND (p.fix_time, p.fingerprint) {op} (%s, %s)"
+            cursor_cond += f" AND (p.fix_time, p.fingerprint) {op} (%s, %s)"
             params.extend(after)
         params.append(limit)
         sql = (
@@ -59,6 +65,20 @@ class PositionStore:
         )
         # The lateral subquery needs ``d`` for unique_id; it is in scope there.
         return await self._rows(sql, () if device_ids is None else (device_ids,))
+
+    async def latest_within(self, device_ids: list[int], lows: list[datetime], highs: list[datetime],
+                            ranges: list[str]) -> list[dict[str, Any]]:
+        """Per device, the newest position in [low, high) whose fix time lies in its multirange
+        (the on-duty hours): the index scan starts at ``high`` (the end of the last on-duty
+        interval), so the off-duty positions after it are never read."""
+        sql = (
+            "SELECT last.* FROM unnest(%s::int8[], %s::timestamptz[], %s::timestamptz[], %s::text[])"
+            " AS w(id, lo, hi, duty) JOIN devices d ON d.id = w.id CROSS JOIN LATERAL ("
+            f" SELECT {_FIELDS} FROM positions p WHERE p.device_id = d.id AND p.fix_time >= w.lo"
+            f" AND p.fix_time < w.hi AND {within_sql('p.fix_time', 'w.duty')}"
+            " ORDER BY p.fix_time DESC LIMIT 1) last ORDER BY last.device_id"
+        )
+        return await self._rows(sql, (device_ids, lows, highs, ranges))
 
     async def count(self, device_id: int) -> int:
         rows = await self._rows("SELECT count(*) AS n FROM positions WHERE device_id = %s", (device_id,))

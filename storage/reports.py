@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from processors import motion
 from processors.records import Stop, Trip
 from storage.errors import NotFound, StorageUnavailable
+from storage.privacy import within_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ SELECT fix_time, latitude, longitude, speed_kmh, course_deg, altitude_m, accurac
        odometer_m, filtered, moving, attributes
 FROM positions
 WHERE device_id = %s AND fix_time >= %s AND fix_time < %s
-  AND latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180{kept}
+  AND latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180{kept}{within}
 ORDER BY fix_time, fingerprint
 LIMIT %s
 """
@@ -282,11 +283,14 @@ class ReportStore:
         return out
 
     async def route(self, device_id: int, start: datetime, end: datetime, *, include_filtered: bool,
-                    limit: int) -> list[RoutePosition]:
-        """Positions with a location in [start, end) in processing order, at most ``limit``."""
-        sql = _ROUTE.format(kept="" if include_filtered else " AND filtered IS NULL")
+                    limit: int, within: str | None = None) -> list[RoutePosition]:
+        """Positions with a location in [start, end) in processing order, at most ``limit``;
+        ``within``: a tstzmultirange literal the fix time must also lie in (the on-duty hours)."""
+        sql = _ROUTE.format(kept="" if include_filtered else " AND filtered IS NULL",
+                            within="" if within is None else f" AND {within_sql('fix_time')}")
+        params = (device_id, start, end, limit) if within is None else (device_id, start, end, within, limit)
         async with self._snapshot() as conn:
-            cur = await conn.execute(sql.encode(), (device_id, start, end, limit))
+            cur = await conn.execute(sql.encode(), params)
             return [RoutePosition(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or {})
                     for r in await cur.fetchall()]
 

@@ -1,6 +1,8 @@
 """``GET /api/dispatch/nearest``: the reps nearest to a point or a customer, for dispatchers.
 
-For managers (their teams' reps) and admins; a rep asking who is nearest is not a use case.
+For managers (their teams' reps) and admins; a rep asking who is nearest is not a use case. A
+manager sees reps only on duty (storage.privacy): a rep whose newest fix was taken off duty is
+never listed for a manager, with or without ``on_duty`` (which asks for reps on duty now).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ async def nearest(
     users = scope.users_filter()
     teams = set(team) if team else None
     candidates = locator.nearest(lat, lon, n, users=users, teams=teams, duty_only=on_duty,
-                                 max_m=max_km * 1000)
+                                 max_m=max_km * 1000, private=not scope.everything)
     at = await customers_at(d.db(), [(c.rep.user_id, c.rep.latitude or 0.0, c.rep.longitude or 0.0)
                                      for c in candidates if c.status != "offline"])
     items = []

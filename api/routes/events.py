@@ -1,4 +1,8 @@
-"""Events (geofence enter/exit, overspeed, ...), filtered by device, type and time."""
+"""Events (geofence enter/exit, overspeed, ...), filtered by device, type and time.
+
+Of a device the caller sees only on duty (storage.privacy: a manager looking at a rep's device),
+only events at on-duty times are listed.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from api.deps import Deps
 from api.schemas import BigInt, EventOut, EventPage
 from api.timerange import decode_cursor, encode_cursor, range_or_last_day
 from storage.events import EventStore, StoredEvent
+from storage.privacy import duty_view
 
 router = APIRouter(tags=["events"])
 
@@ -42,9 +47,11 @@ async def list_events(
     start, end = range_or_last_day(start, end)
     after = decode_cursor(cursor) if cursor else None
     # Devices the caller may not see drop out, as unknown ids do.
-    rows = await EventStore(d.db()).list(device_ids=visible_devices(scope, devices), types=types,
-                                         start=start, end=end, limit=limit + 1, after=after,
-                                         newest_first=order == "desc")
+    ids = visible_devices(scope, devices)
+    view = await duty_view(d.db(), ids, everything=scope.everything, viewer=scope.user_id)
+    rows = await EventStore(d.db()).list(device_ids=ids, types=types, start=start, end=end, limit=limit + 1,
+                                         after=after, newest_first=order == "desc",
+                                         within=view.multiranges(start, end) if view.restricted else None)
     more = len(rows) > limit
     rows = rows[:limit]
     return EventPage(items=[_out(e) for e in rows],

@@ -2,6 +2,11 @@
 
 Online means a message within ``offline_after_s`` (device attribute, default 10 minutes: phones
 batch their uploads for minutes to save battery, trackers report every 30 s to 2 min).
+
+A device the caller sees only on duty (storage.privacy: a manager looking at a rep's device) whose
+newest position is off duty is shown with ``off_duty: true`` and without anything that tells
+where it is or what it does (position, speed, geofences, open trip or stop, odometer): whether it
+is online, and an alarm, still show.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from fastapi import APIRouter, HTTPException, Query
 from api.access import Visible, visible_devices
 from api.deps import Deps
 from processors import geofences, motion
+from storage.privacy import duty_view
 from storage.status import device_status
 
 router = APIRouter(tags=["status"])
 
 OFFLINE_AFTER_S = 600.0
+_WHERE_AND_WHAT = ("fix_time", "latitude", "longitude", "speed_kmh", "course_deg", "moving", "filtered")
 
 
 def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -44,7 +51,13 @@ def _status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {**row, "online": online, "status": "offline" if not online else (
         "moving" if row["moving"] else "stopped"), "alarm": alarm, "geofences": inside,
         "odometer_km": None if odometer is None else round(odometer / 1000, 3),
-        "open_trip": open_trip, "open_stop": open_stop}
+        "open_trip": open_trip, "open_stop": open_stop, "off_duty": False}
+
+
+def _off_duty(status: dict[str, Any]) -> dict[str, Any]:
+    return {**status, **dict.fromkeys(_WHERE_AND_WHAT),
+            "status": "off_duty" if status["online"] else "offline", "geofences": [], "odometer_km": None,
+            "open_trip": None, "open_stop": None, "off_duty": True}
 
 
 @router.get("/status", summary="Every device now: online, moving or stopped, alarm, geofences")
@@ -55,4 +68,10 @@ async def status(d: Deps, scope: Visible,
         raise HTTPException(422, "device ids are positive integers")
     now = datetime.now(UTC)
     # Devices the caller may not see drop out, as unknown ids do.
-    return [_status(row, now) for row in await device_status(d.db(), visible_devices(scope, device))]
+    ids = visible_devices(scope, device)
+    view = await duty_view(d.db(), ids, everything=scope.everything, viewer=scope.user_id)
+    out = []
+    for row in await device_status(d.db(), ids):
+        hide = row["fix_time"] is not None and not view.on_duty(row["id"], row["fix_time"])
+        out.append(_off_duty(_status(row, now)) if hide else _status(row, now))
+    return out

@@ -3,7 +3,9 @@
 Browsers cannot set headers on a WebSocket, so the token may also come as ``?token=``. A caller
 hears only the devices in its scope (api.access): admins every device, managers their teams'
 devices, reps their own. The scope is fixed when the stream opens: a device linked later needs a
-reconnect.
+reconnect. A device the caller sees only on duty (storage.privacy: a manager and a rep's device)
+is heard only for positions and events at on-duty times, by the calendar as it was when the stream
+opened.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from api.access import scope_of
 from api.deps import ApiDeps
 from api.live import LiveHub, Subscriber
+from storage.privacy import duty_view
 
 router = APIRouter(tags=["live"])
 
@@ -52,12 +55,15 @@ async def stream(ws: WebSocket,
     if not kinds <= KINDS:
         await ws.close(POLICY_VIOLATION, f"kind must be one of {sorted(KINDS)}")
         return
-    visible = (await scope_of(owner, deps.db())).devices_filter()
+    scope = await scope_of(owner, deps.db())
+    visible = scope.devices_filter()
     devices: set[int] | None = set(device) if device else None
     if visible is not None:
         devices = set(visible) if devices is None else devices & visible
+    view = await duty_view(deps.db(), None if devices is None else sorted(devices),
+                           everything=scope.everything, viewer=scope.user_id)
     hub = _hub(ws, deps)
-    subscriber = Subscriber(devices, kinds)
+    subscriber = Subscriber(devices, kinds, duty=view.clocks())
     await ws.accept()
     hub.subscribe(subscriber)
     try:
