@@ -1,4 +1,4 @@
-"""``fieldtrack serve | token | user add | version``."""
+"""``fieldtrack serve | token | user add | simulate | replay | version``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fieldtrack import __version__, settings
+
+if TYPE_CHECKING:
+    from simulators.device import LinkSettings
+    from simulators.runner import Target
 
 
 def _settings(args: argparse.Namespace) -> settings.Settings:
@@ -48,6 +53,108 @@ def _user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+SIMULATE_HELP = """\
+Simulated devices that speak the real protocols (through Fieldtrack's own encoders) to a server:
+they log in, report positions on a schedule, send keep-alives, check every acknowledgement,
+reconnect with backoff and resend what was not acknowledged. Reps drive a street grid between
+customers, visit them, stop at lights, park at night; the same --seed gives the same tracks.
+
+The server refuses devices it does not know: register them first (--list-ids prints the ids) or
+run it with FIELDTRACK_REGISTER_UNKNOWN=true.
+
+examples:
+  fieldtrack simulate --devices 1000 --protocol gt06,osmand --rate 1/10s --duration 10m --target 10.0.0.5
+  fieldtrack simulate --devices 20 --protocol owntracks,json --mqtt mqtt://broker:1883 --duration 5m
+  fieldtrack simulate --devices 50 --speed 60 --cheats mock=2,teleport=1 --target localhost
+"""
+
+REPLAY_HELP = """\
+Send a recorded track or capture to a server. NMEA logs (.nmea/.log/.txt, gzip allowed), GPX and
+CSV tracks (columns lat, lon, time; speed in km/h optional) are turned into positions and sent by
+one simulated device of --protocol; hex captures (.hex: one frame per line, optionally "TIME HEX")
+are written as they are to the protocol's port.
+
+examples:
+  fieldtrack replay drive.nmea.gz --protocol nmea --target localhost --speed 10
+  fieldtrack replay route.gpx --protocol osmand --id rep-7 --target localhost
+"""
+
+
+def _link(args: argparse.Namespace) -> LinkSettings:
+    from simulators.console import parse_duration
+    from simulators.device import LinkSettings
+
+    return LinkSettings(ack_timeout_s=parse_duration(args.ack_timeout),
+                        heartbeat_s=parse_duration(args.heartbeat))
+
+
+def _target(args: argparse.Namespace, protocols: tuple[str, ...]) -> Target:
+    from simulators.console import parse_ports, parse_target
+    from simulators.runner import Target
+
+    host, ports = parse_target(args.target, protocols, parse_ports(args.port or []))
+    return Target(host, ports, mqtt_url=args.mqtt, mqtt_prefix=args.mqtt_prefix)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulators.console import parse_cheats, parse_duration, parse_rate, simulate
+    from simulators.movement import MovementConfig
+    from simulators.runner import FleetSpec
+
+    try:
+        protocols = tuple(p.strip() for p in args.protocol.split(",") if p.strip())
+        movement = MovementConfig()
+        if args.center is not None:
+            lat, _, lon = args.center.partition(",")
+            movement = MovementConfig(center=(float(lat), float(lon)))
+        target = _target(args, protocols)
+        spec = FleetSpec(devices=args.devices, protocols=protocols, every_s=parse_rate(args.rate),
+                         duration_s=parse_duration(args.duration), speed=args.speed, seed=args.seed,
+                         cheats=parse_cheats(args.cheats), movement=movement, link=_link(args),
+                         first_index=args.first_index)
+    except ValueError as exc:
+        print(f"fieldtrack simulate: {exc}", file=sys.stderr)
+        return 2
+    return simulate(spec, target, list_ids=args.list_ids, progress_every_s=parse_duration(args.progress))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from simulators.console import replay
+    from simulators.runner import SUPPORTED
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"fieldtrack replay: no such file: {path}", file=sys.stderr)
+        return 2
+    if args.protocol not in SUPPORTED:
+        print(f"fieldtrack replay: unknown protocol {args.protocol!r} (known: {', '.join(SUPPORTED)})",
+              file=sys.stderr)
+        return 2
+    try:
+        target = _target(args, (args.protocol,))
+        return replay(path, args.protocol, target, device_id=args.id, speed=args.speed,
+                      keep_times=args.keep_times, fmt=args.format, link=_link(args))
+    except (ValueError, OSError) as exc:
+        print(f"fieldtrack replay: {exc}", file=sys.stderr)
+        return 1
+
+
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="127.0.0.1", metavar="HOST[:PORT]",
+                        help="the server; each protocol goes to its Traccar port (gt06 5023, osmand 5055,"
+                        " ...); HOST:PORT with a single protocol (default %(default)s)")
+    parser.add_argument("--port", action="append", metavar="PROTOCOL=PORT",
+                        help="another port for a protocol, e.g. --port gt06=6023 (repeatable)")
+    parser.add_argument("--mqtt", metavar="URL", help="broker for owntracks/json (default mqtt://TARGET:1883)")
+    parser.add_argument("--mqtt-prefix", default="",
+                        help="topic prefix the server uses (FIELDTRACK_MQTT_PREFIX)")
+    parser.add_argument("--ack-timeout", default="10s", metavar="DURATION",
+                        help="how long to wait for an acknowledgement before reconnecting"
+                        " (default %(default)s)")
+    parser.add_argument("--heartbeat", default="60s", metavar="DURATION",
+                        help="idle time before a keep-alive (default %(default)s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fieldtrack", description="GPS tracking server for field teams")
     parser.add_argument("--config", help="TOML settings file (FIELDTRACK_* variables override it)")
@@ -66,6 +173,43 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--team", help="team id or name (a new name creates the team); a manager manages it")
     add.add_argument("--email")
     add.set_defaults(func=_user_add)
+    simp = sub.add_parser("simulate", help="simulated devices driving reps around, sending to a server",
+                          description=SIMULATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simp.add_argument("--devices", type=int, default=10, help="how many devices (default %(default)s)")
+    simp.add_argument("--protocol", default="osmand",
+                      help="comma-separated, dealt round-robin over the devices: gt06, h02, tk103, gps103,"
+                      " teltonika, nmea (TCP), osmand (HTTP), owntracks, json (MQTT) (default %(default)s)")
+    simp.add_argument("--rate", default="1/10s",
+                      help="fixes per device: 1/10s, 6/min, 1/30s (default %(default)s)")
+    simp.add_argument("--duration", default="10m", help="how long to run: 90s, 10m, 1h (default %(default)s)")
+    simp.add_argument("--speed", type=float, default=1.0,
+                      help="simulated seconds per real second: 60 drives an hour a minute; fix times then"
+                      " start in the past so none is in the future (default %(default)s)")
+    simp.add_argument("--seed", default="fieldtrack", help="same seed, same tracks (default %(default)s)")
+    simp.add_argument("--cheats", metavar="KIND=N,...",
+                      help="cheating devices: mock=N (pinned at a customer, with the mock flag where the"
+                      " protocol carries one), teleport=N (40 km away for a fifth of the run)")
+    simp.add_argument("--center", metavar="LAT,LON", help="city the reps work in (default Amsterdam)")
+    simp.add_argument("--first-index", type=int, default=0,
+                      help="number the devices from this index (a second fleet with other ids)")
+    simp.add_argument("--list-ids", action="store_true",
+                      help="print protocol and id of each device (to register them), then exit")
+    simp.add_argument("--progress", default="10s", metavar="DURATION",
+                      help="progress line interval when not on a terminal (default %(default)s)")
+    _device_options(simp)
+    simp.set_defaults(func=_simulate)
+    rep_ = sub.add_parser("replay", help="send a recorded NMEA/GPX/CSV track or a hex capture to a server",
+                          description=REPLAY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep_.add_argument("file")
+    rep_.add_argument("--protocol", default="nmea", help="protocol to send with (default %(default)s)")
+    rep_.add_argument("--id", help="device id to send as (default: the simulator's first id of the protocol)")
+    rep_.add_argument("--speed", type=float, default=1.0,
+                      help="times the recorded pace (default %(default)s)")
+    rep_.add_argument("--format", choices=["nmea", "gpx", "csv", "hex"], help="default: from the file name")
+    rep_.add_argument("--keep-times", action="store_true",
+                      help="send the recorded fix times (default: moved so the replay ends now)")
+    _device_options(rep_)
+    rep_.set_defaults(func=_replay)
     sub.add_parser("version").set_defaults(func=lambda _: print(__version__) or 0)
     args = parser.parse_args(argv)
     return int(args.func(args))

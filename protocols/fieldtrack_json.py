@@ -49,6 +49,7 @@ Example, two buffered positions:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -239,3 +240,42 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_PAYLOAD,
 )
+
+
+# --- encoder (simulators, tests): what a phone app publishes ----------------------------------
+
+
+def encode_position(position: Position) -> dict[str, Any]:
+    """One position as a schema object (``None`` fields left out); see :func:`encode`."""
+    item: dict[str, Any] = {
+        "time": position.fix_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "lat": position.latitude,
+        "lon": position.longitude,
+    }
+    for name, value in (("speed_kmh", position.speed_kmh), ("course_deg", position.course_deg),
+                        ("altitude_m", position.altitude_m), ("accuracy_m", position.accuracy_m),
+                        ("hdop", position.hdop)):
+        if value is not None:
+            item[name] = value
+    if not position.valid:
+        item["valid"] = False
+    attributes = dict(position.attributes)
+    battery = attributes.pop(keys.BATTERY_PCT, None)
+    if battery is not None:
+        item["battery_pct"] = battery
+    mock = attributes.pop(keys.MOCK, None)
+    if isinstance(mock, bool):
+        item["mock"] = mock
+    if position.unique_id is not None:
+        item["id"] = position.unique_id
+    if attributes:
+        item["attributes"] = attributes
+    return item
+
+
+def encode(positions: list[Position]) -> bytes:
+    """The payload for ``fieldtrack/<id>/position``: one object, or an array for a buffer."""
+    if not positions:
+        raise ValueError("nothing to encode")
+    items = [encode_position(p) for p in positions]
+    return json.dumps(items[0] if len(items) == 1 else items, separators=(",", ":")).encode()

@@ -24,8 +24,8 @@ from typing import Any
 
 from protocols import keys
 from protocols.base import FrameResult, Protocol, need_more
-from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
-from protocols.text_fields import cell_tower, degrees_minutes, status_report
+from protocols.model import KNOT_KMH, Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.text_fields import cell_tower, degrees_minutes, format_degrees_minutes, status_report
 
 MAX_FRAME = 2048  # Traccar's limit for this protocol
 _DELIMITERS = b";*\n"
@@ -418,3 +418,45 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_FRAME,
 )
+
+
+# --- encoders (simulators, tests): what a Coban tracker sends ---------------------------------
+
+
+def encode_login(imei: str) -> bytes:
+    """``##,imei:<imei>,A;``, answered ``LOAD``."""
+    return f"##,imei:{imei},A;".encode("ascii")
+
+
+def encode_heartbeat(imei: str) -> bytes:
+    """The bare IMEI, answered ``ON``."""
+    return f"{imei};".encode("ascii")
+
+
+def encode_report(
+    imei: str,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    speed_kmh: float = 0.0,
+    course_deg: float = 0.0,
+    altitude_m: float | None = None,
+    *,
+    valid: bool = True,
+) -> bytes:
+    """A ``tracker`` report with a GPS fix (``F``); the protocol has no answer to it.
+
+    The local clock field is written in UTC (offset 0), so the decoder needs no inference.
+    Resolution on the wire: 1 s, 0.0001 minute of arc, 0.01 knot, 0.01 degree, 0.1 m.
+    """
+    if not imei.isdigit():
+        raise ValueError(f"IMEI must be digits, got {imei!r}")
+    t = fix_time.astimezone(UTC)
+    knots = max(speed_kmh, 0.0) / KNOT_KMH
+    altitude = "" if altitude_m is None else f"{altitude_m:.1f}"
+    return (
+        f"imei:{imei},tracker,{t:%y%m%d%H%M},,F,{t:%H%M%S}.000,{'A' if valid else 'V'},"
+        f"{format_degrees_minutes(lat, 2)},{'S' if lat < 0 else 'N'},"
+        f"{format_degrees_minutes(lon, 3)},{'W' if lon < 0 else 'E'},"
+        f"{knots:.2f},{course_deg % 360:.2f},{altitude};"
+    ).encode("ascii")

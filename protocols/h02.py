@@ -25,7 +25,7 @@ from typing import Any
 
 from protocols import keys
 from protocols.base import FrameResult, Protocol, need_more
-from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.model import KNOT_KMH, Decoded, DecodeError, Position, Session, knots_to_kmh
 from protocols.text_fields import (
     DDMMYY,
     HHMMSS,
@@ -34,6 +34,7 @@ from protocols.text_fields import (
     check_on_earth,
     degrees_minutes,
     float_field,
+    format_degrees_minutes,
     lenient_datetime,
     lenient_datetime_of,
     status_report,
@@ -485,3 +486,44 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=_MAX_TEXT + 64,
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoders (simulators, tests): what an H02 tracker sends
+
+
+def _status_word(ignition: bool) -> str:
+    # Active-low alarm bits all high (no alarm); bit 10 is the ignition line.
+    return f"{0xFFFFFBFF | (int(ignition) << 10):08X}"
+
+
+def encode_report(
+    unique_id: str,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    speed_kmh: float = 0.0,
+    course_deg: float = 0.0,
+    *,
+    valid: bool = True,
+    ignition: bool = False,
+) -> bytes:
+    """A ``V1`` text report, answered by ``*HQ,<id>,V4,V1,<time>#``.
+
+    Resolution on the wire: 1 s, 0.0001 minute of arc (about 0.2 m), 0.01 knot, 1 degree of course.
+    """
+    if not unique_id.isdigit():
+        raise ValueError(f"H02 ids are digits, got {unique_id!r}")
+    t = fix_time.astimezone(UTC)
+    knots = max(speed_kmh, 0.0) / KNOT_KMH
+    return (
+        f"*HQ,{unique_id},V1,{t:%H%M%S},{'A' if valid else 'V'},"
+        f"{format_degrees_minutes(lat, 2)},{'S' if lat < 0 else 'N'},"
+        f"{format_degrees_minutes(lon, 3)},{'W' if lon < 0 else 'E'},"
+        f"{knots:.2f},{round(course_deg) % 360},{t:%d%m%y},{_status_word(ignition)}#"
+    ).encode("ascii")
+
+
+def encode_heartbeat(unique_id: str) -> bytes:
+    """``V0`` link keep-alive; the server echoes it (``*HQ,<id>,V0#``) without storing anything."""
+    return f"*HQ,{unique_id},V0#".encode("ascii")

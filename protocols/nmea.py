@@ -38,7 +38,8 @@ from pynmea2.types.proprietary.ubx import UBX00
 
 from protocols import keys, nmea_vendor
 from protocols.base import FrameResult, Protocol, need_more
-from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.model import KNOT_KMH, Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.text_fields import format_degrees_minutes
 
 MAX_LINE = 1024  # NMEA allows 82 characters; vendor lines ($ID, extended RMC) run longer.
 
@@ -537,3 +538,41 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_LINE,
 )
+
+
+# --- encoders (simulators, replay, tests): what a receiver streams -----------------------------
+
+
+def _sentence_bytes(body: str) -> bytes:
+    return f"${body}*{_xor(body):02X}\r\n".encode("ascii")
+
+
+def _nmea_coords(lat: float, lon: float) -> str:
+    # Five decimals of a minute (about 2 cm): what current receivers print.
+    return (f"{format_degrees_minutes(lat, 2, 5)},{'S' if lat < 0 else 'N'},"
+            f"{format_degrees_minutes(lon, 3, 5)},{'W' if lon < 0 else 'E'}")
+
+
+def encode_rmc(fix_time: datetime, lat: float, lon: float, speed_kmh: float = 0.0, course_deg: float = 0.0,
+               *, valid: bool = True, talker: str = "GP") -> bytes:
+    """``$..RMC`` with its checksum and CR LF. Resolution: 0.01 s, 0.00001', 0.01 knot, 0.01 degree."""
+    t = fix_time.astimezone(UTC)
+    knots = max(speed_kmh, 0.0) / KNOT_KMH
+    body = (f"{talker}RMC,{t:%H%M%S}.{t.microsecond // 10000:02d},{'A' if valid else 'V'},"
+            f"{_nmea_coords(lat, lon)},{knots:.2f},{course_deg % 360:.2f},{t:%d%m%y},,,"
+            f"{'A' if valid else 'N'}")
+    return _sentence_bytes(body)
+
+
+def encode_gga(fix_time: datetime, lat: float, lon: float, altitude_m: float = 0.0, *, hdop: float = 1.0,
+               satellites: int = 8, valid: bool = True, talker: str = "GP") -> bytes:
+    """``$..GGA`` with its checksum and CR LF (fix quality 1 = GPS, 0 = no fix)."""
+    t = fix_time.astimezone(UTC)
+    body = (f"{talker}GGA,{t:%H%M%S}.{t.microsecond // 10000:02d},{_nmea_coords(lat, lon)},"
+            f"{int(valid)},{satellites:02d},{hdop:.1f},{altitude_m:.1f},M,0.0,M,,")
+    return _sentence_bytes(body)
+
+
+def encode_identity(unique_id: str) -> bytes:
+    """The ``IMEI <id>`` line trackers send before their sentences to name themselves."""
+    return f"IMEI {unique_id}\r\n".encode("ascii")

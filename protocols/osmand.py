@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from protocols import keys
 from protocols.base import Protocol, whole_message
-from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.model import KNOT_KMH, Decoded, DecodeError, Position, Session, knots_to_kmh
 from protocols.text_fields import cell_tower
 
 MAX_BODY = 1 << 20  # the HTTP layer refuses larger bodies before they get here
@@ -399,3 +399,47 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_BODY,
 )
+
+
+# --- encoder (simulators, tests): what Traccar Client / OsmAnd sends ---------------------------
+
+
+def encode_query(
+    unique_id: str,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    *,
+    speed_kmh: float | None = None,
+    course_deg: float | None = None,
+    altitude_m: float | None = None,
+    accuracy_m: float | None = None,
+    battery_pct: float | None = None,
+    valid: bool = True,
+    extra: dict[str, str | int | float | bool] | None = None,
+) -> str:
+    """The query string (without ``?``) of one report: GET ``/?<query>`` or POST it as a form.
+
+    ``speed`` goes out in knots, as the app sends it; ``timestamp`` in unix seconds (milliseconds
+    kept as a fraction; from 2038 whole milliseconds, as the decoder reads them). ``extra``
+    parameters (e.g. ``mock``) are kept by the decoder as attributes.
+    """
+    stamp = fix_time.timestamp()
+    if stamp >= _SECONDS_LIMIT:
+        when = str(round(stamp * 1000))  # from 2038 on, seconds would read as milliseconds
+    else:
+        when = str(int(stamp)) if stamp.is_integer() else f"{stamp:.3f}"
+    params: list[tuple[str, str]] = [
+        ("id", unique_id),
+        ("timestamp", when),
+        ("lat", repr(float(lat))),
+        ("lon", repr(float(lon))),
+    ]
+    optional = (("speed", None if speed_kmh is None else speed_kmh / KNOT_KMH), ("bearing", course_deg),
+                ("altitude", altitude_m), ("accuracy", accuracy_m), ("batt", battery_pct))
+    params += [(name, repr(float(value))) for name, value in optional if value is not None]
+    if not valid:
+        params.append(("valid", "false"))
+    for name, value in (extra or {}).items():
+        params.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+    return urlencode(params)

@@ -61,6 +61,7 @@ MQTT needs no answer from us and the HTTP layer answers the app itself (an empty
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -293,3 +294,40 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_PAYLOAD,
 )
+
+
+# --- encoder (simulators, tests): what the app publishes --------------------------------------
+
+
+def encode_location(
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    *,
+    accuracy_m: float | None = None,
+    altitude_m: float | None = None,
+    speed_kmh: float | None = None,
+    course_deg: float | None = None,
+    battery_pct: int | None = None,
+    tracker_id: str | None = None,
+    trigger: str | None = None,
+    mock: bool | None = None,
+    created_at: datetime | None = None,
+) -> bytes:
+    """A ``_type: location`` message as the apps send it: whole seconds in ``tst``, integers for
+    ``acc``, ``alt``, ``vel`` (km/h) and ``cog`` (the booklet's types); ``trigger`` is the letter."""
+    message: dict[str, Any] = {"_type": "location", "lat": lat, "lon": lon, "tst": int(fix_time.timestamp())}
+    for element, value in (("acc", accuracy_m), ("alt", altitude_m), ("vel", speed_kmh), ("cog", course_deg)):
+        if value is not None:
+            message[element] = round(value)
+    if battery_pct is not None:
+        message["batt"] = battery_pct
+    if tracker_id is not None:
+        message["tid"] = tracker_id
+    if trigger is not None:
+        message["t"] = trigger
+    if mock is not None:
+        message["mock"] = mock
+    if created_at is not None:
+        message["created_at"] = int(created_at.timestamp())
+    return json.dumps(message, separators=(",", ":")).encode()

@@ -93,3 +93,16 @@ def blamed_on(frame: bytes) -> Iterator[None]:
         if not exc.frame:
             exc.frame = bytes(frame)
         raise
+
+
+def format_degrees_minutes(value: float, degree_digits: int, decimals: int = 4) -> str:
+    """``abs(value)`` as ``d..dmm.mmmm`` (the hemisphere letter is the caller's), for encoders.
+
+    Rounded in whole units of the last minute digit so 59.99999' carries into the degrees
+    instead of printing an impossible ``60.0000``.
+    """
+    scale = 10**decimals
+    units = round(abs(value) * 60 * scale)
+    degrees, rest = divmod(units, 60 * scale)
+    minutes, fraction = divmod(rest, scale)
+    return f"{degrees:0{degree_digits}d}{minutes:02d}.{fraction:0{decimals}d}"

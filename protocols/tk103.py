@@ -33,6 +33,7 @@ from protocols.text_fields import (
     check_on_earth,
     degrees_minutes,
     float_field,
+    format_degrees_minutes,
     lenient_datetime,
     lenient_datetime_of,
     status_report,
@@ -429,3 +430,54 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_FRAME + 1,
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoders (simulators, tests): what a TK103-2 tracker sends
+
+
+def _fixed_report(
+    device_id: str, kind: str, data: str, fix_time: datetime, lat: float, lon: float, speed_kmh: float,
+    course_deg: float, valid: bool, ignition: bool, odometer_m: int,
+) -> bytes:
+    if len(device_id) != 12 or not device_id.isalnum():
+        raise ValueError(f"TK103 device ids are 12 letters or digits, got {device_id!r}")
+    t = fix_time.astimezone(UTC)
+    speed = min(max(speed_kmh, 0.0), 999.9)
+    course = round(course_deg, 2) % 360
+    # charge (0 = on external power), ignition, three I/O nibbles, fuel (3 hex digits).
+    flags = f"0{int(ignition)}000000"
+    return (
+        f"({device_id}{kind}{data}{t:%y%m%d}{'A' if valid else 'V'}"
+        f"{format_degrees_minutes(lat, 2)}{'S' if lat < 0 else 'N'}"
+        f"{format_degrees_minutes(lon, 3)}{'W' if lon < 0 else 'E'}"
+        f"{speed:05.1f}{t:%H%M%S}{course:06.2f}{flags}L{max(odometer_m, 0):08X})"
+    ).encode("ascii")
+
+
+def encode_login(
+    device_id: str, imei: str, fix_time: datetime, lat: float, lon: float, speed_kmh: float = 0.0,
+    course_deg: float = 0.0, *, valid: bool = True, ignition: bool = False, odometer_m: int = 0,
+) -> bytes:
+    """``BP05`` login with the IMEI and a fix; answered ``(<id>AP05)``, the fix is stored."""
+    if not imei.isdigit():
+        raise ValueError(f"IMEI must be digits, got {imei!r}")
+    return _fixed_report(device_id, "BP05", imei, fix_time, lat, lon, speed_kmh, course_deg, valid,
+                         ignition, odometer_m)
+
+
+def encode_report(
+    device_id: str, fix_time: datetime, lat: float, lon: float, speed_kmh: float = 0.0,
+    course_deg: float = 0.0, *, valid: bool = True, ignition: bool = False, odometer_m: int = 0,
+) -> bytes:
+    """``BR00`` periodic report; the protocol has no answer to it.
+
+    Resolution on the wire: 1 s, 0.0001 minute of arc, 0.1 km/h, 0.01 degree of course, 1 m.
+    """
+    return _fixed_report(device_id, "BR00", "", fix_time, lat, lon, speed_kmh, course_deg, valid,
+                         ignition, odometer_m)
+
+
+def encode_heartbeat(device_id: str) -> bytes:
+    """``BP00`` handshake/keep-alive; answered ``(<id>AP01HSO)``, nothing stored."""
+    return f"({device_id}BP00HSO)".encode("ascii")
