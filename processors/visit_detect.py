@@ -23,6 +23,8 @@ Rules (documented choices):
   end (``behind_since``: the earliest unprocessed fix time of the rep's devices).
 - A detected visit that lost its stop is deleted when nothing refers to it (no check-in, report,
   photo or check-in attempt), else kept with ``detected_*`` cleared.
+- Off duty (outside the rep's working calendar) a stop links to a plan but never creates a
+  detected visit: the calendar makes those hours private (working-hours privacy).
 - Flags: 'presence_without_checkin' on a plan with presence and no check-in; 'checkin_without_presence'
   on a visit whose accepted check-in the track does not show near the customer (see
   :func:`_checkin_unsupported`). Other flags on a visit are kept as they are.
@@ -112,6 +114,8 @@ class RepDays:
     visits: Sequence[VisitRow]
     track: Sequence[TrackPoint] = ()
     behind_since: datetime | None = None
+    # The rep's working time around ``days`` (UTC intervals); None: no calendar, always on duty.
+    on_duty: Sequence[tuple[datetime, datetime]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +157,11 @@ def local_day(at: datetime, zone: str) -> date:
 
 
 def decide(rep: RepDays, policy: TeamPolicy, now: datetime, grace: timedelta = MISSED_GRACE) -> Decisions:
-    found = _detections(rep, policy)
     planned = {(v.customer_id, v.day) for v in rep.visits if v.source == "plan" and v.status in LINKABLE}
+    # Off duty the rep's whereabouts are private: a stop then proves a planned visit (the plan says
+    # it was work) but never creates a visit the manager would see.
+    found = {key: d for key, d in _detections(rep, policy).items()
+             if key in planned or _on_duty(d, rep.on_duty)}
     updates: list[VisitUpdate] = []
     deletes: list[int] = []
     kept_detected: set[tuple[int, date]] = set()
@@ -198,6 +205,10 @@ def _plan(visit: VisitRow, detection: Detection | None, rep: RepDays, now: datet
     if out.status in OPEN and out.checkin_time is None and _day_settled(out.day, rep, now, grace):
         out = replace(out, status="missed")
     return out
+
+
+def _on_duty(d: Detection, on_duty: Sequence[tuple[datetime, datetime]] | None) -> bool:
+    return on_duty is None or any(a < d.end and d.start < b for a, b in on_duty)
 
 
 def _day_settled(day: date, rep: RepDays, now: datetime, grace: timedelta) -> bool:

@@ -38,6 +38,7 @@ from processors.visit_detect import (
     decide,
     local_day,
 )
+from processors.working_hours import working_intervals
 from storage.errors import NotFound, StorageUnavailable
 
 _LOCK_SPACE = 1447646036  # advisory lock namespace of the visit detector (any fixed int4)
@@ -55,6 +56,7 @@ class Rep:
     zone: str
     policy: TeamPolicy
     device_ids: list[int]
+    working_hours: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,8 @@ async def reps_to_reconcile(pool: AsyncConnectionPool, now: datetime) -> list[in
 async def _rep(conn: AsyncConnection, rep_id: int) -> Rep:
     cur = await conn.execute(
         "SELECT u.team_id, coalesce(u.time_zone, t.time_zone, 'UTC'), t.settings,"
-        " array(SELECT device_id FROM user_devices d WHERE d.user_id = u.id ORDER BY device_id)"
+        " array(SELECT device_id FROM user_devices d WHERE d.user_id = u.id ORDER BY device_id),"
+        " coalesce(u.working_hours, t.working_hours)"
         " FROM users u LEFT JOIN teams t ON t.id = u.team_id WHERE u.id = %s", (rep_id,))
     row = await cur.fetchone()
     if row is None:
@@ -112,7 +115,7 @@ async def _rep(conn: AsyncConnection, rep_id: int) -> Rep:
         policy = TeamPolicy.from_settings(row[2])
     except ValueError:
         policy = TeamPolicy()  # settings are checked when saved; an old bad value falls back to defaults
-    return Rep(rep_id, row[0], row[1], policy, list(row[3]))
+    return Rep(rep_id, row[0], row[1], policy, list(row[3]), row[4])
 
 
 async def _recent_days(conn: AsyncConnection, rep: Rep, now: datetime, recent: int) -> frozenset[date]:
@@ -141,7 +144,8 @@ async def load(conn: AsyncConnection, rep: Rep, days: frozenset[date]) -> RepDay
     cur = await conn.execute("SELECT min(since_time) FROM processing_dirty WHERE device_id = ANY(%s)",
                              (rep.device_ids,))
     row = await cur.fetchone()
-    return RepDays(rep.zone, days, stops, customers, visits, track, row[0] if row else None)
+    on_duty = working_intervals(rep.working_hours, rep.zone, lo, hi) if rep.working_hours else None
+    return RepDays(rep.zone, days, stops, customers, visits, track, row[0] if row else None, on_duty)
 
 
 async def _visits(conn: AsyncConnection, rep_id: int, days: frozenset[date]) -> list[VisitRow]:

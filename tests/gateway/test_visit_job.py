@@ -324,3 +324,23 @@ async def test_the_loop_survives_a_database_outage() -> None:
         await asyncio.wait_for(task, 5)
         await pool.close()
     assert job.stats.passes == 0
+
+
+async def test_off_duty_stops_prove_plans_but_make_no_visits(rep: Rep) -> None:
+    """The stop is at 09:05 local on a Monday. With the team working only Monday afternoons it is
+    off duty: private, so no detected visit; a plan for that customer still counts it."""
+    rep.sql("UPDATE teams SET working_hours = %s WHERE id = %s",
+            ('{"mon": [["13:00", "17:00"]]}', rep.team_id))
+    await rep.store(visit_track(rep.device_id, 420))
+    await rep.process()
+    await rep.job.reconcile(rep.rep_id, now=AFTER_DAY)
+    assert rep.visits() == []
+    plan = rep.plan(rep.customer_id, "approved")
+    await rep.job.reconcile(rep.rep_id, now=AFTER_DAY)
+    assert [(v["id"], v["status"]) for v in rep.visits()] == [(plan, "done")]
+    # On duty (the morning added to the calendar) the same stop makes its own visit again.
+    rep.sql("DELETE FROM visits")
+    rep.sql("UPDATE teams SET working_hours = %s WHERE id = %s",
+            ('{"mon": [["08:00", "12:00"], ["13:00", "17:00"]]}', rep.team_id))
+    await rep.job.reconcile(rep.rep_id, now=AFTER_DAY)
+    assert [(v["source"], v["status"]) for v in rep.visits()] == [("detected", "done")]
