@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from api import errors
 from api.deps import ApiDeps
 from api.routes import (
+    analytics,
     customers,
     devices,
     dispatch,
@@ -14,12 +15,16 @@ from api.routes import (
     geofences,
     groups,
     health,
+    mileage,
     positions,
     reports,
     status,
     stream,
     teams,
+    timeline,
     users,
+    visit_reports,
+    visits,
     webhooks,
 )
 
@@ -42,8 +47,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(stream.router, prefix="/api")
     app.include_router(status.router, prefix="/api")
     app.include_router(reports.router, prefix="/api")
+    app.include_router(mileage.router, prefix="/api")
     for router in (users.router, users.me_router, teams.router):
         app.include_router(router, prefix="/api")
     app.include_router(customers.router, prefix="/api")
     app.include_router(dispatch.router, prefix="/api")
+    app.include_router(visits.router, prefix="/api")
+    app.include_router(analytics.router, prefix="/api")
+    app.include_router(visit_reports.router, prefix="/api")
+    app.include_router(timeline.router, prefix="/api")
     return app

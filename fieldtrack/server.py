@@ -18,8 +18,10 @@ from gateway.fence_cache import FenceCache
 from gateway.http import InLoopServer, ingest_app, owntracks_identity, server_for
 from gateway.ingest import Ingest
 from gateway.mqtt import MqttIngest, MqttSettings
+from gateway.privacy_cache import OffHoursPolicy
 from gateway.processing import ProcessingRunner
 from gateway.service import Gateway
+from gateway.visit_job import VisitJob
 from gateway.webhooks import WebhookDispatcher
 from protocols.registry import PROTOCOLS
 from storage import db
@@ -48,6 +50,7 @@ class FieldtrackServer:
         self.mqtt: MqttIngest | None = None
         self.processing: ProcessingRunner | None = None
         self.webhooks: WebhookDispatcher | None = None
+        self.visits: VisitJob | None = None
         self.timescale = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -94,8 +97,10 @@ class FieldtrackServer:
         self._tasks.append(asyncio.create_task(self.processing.run(), name="processing"))
         self.webhooks = WebhookDispatcher(WebhookOutbox(self.pool))
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
+        self.visits = VisitJob(self.pool)
+        self._tasks.append(asyncio.create_task(self.visits.run(), name="visits"))
         ingest = Ingest(directory, devices, self.writer, register_unknown=s.register_unknown,
-                        api_hint=f"http://<server>:{s.api_port}")
+                        api_hint=f"http://<server>:{s.api_port}", off_hours=OffHoursPolicy(self.pool))
         self.gateway = Gateway(list(PROTOCOLS.values()), s.ports, ingest, host=s.listen_host,
                                idle_timeout_s=s.idle_timeout_s, max_errors=s.max_errors_per_connection)
         await self.gateway.start()
@@ -152,9 +157,11 @@ class FieldtrackServer:
                 "spooled": stats.spooled if stats else 0,
                 "spool_pending_rows": self.writer.spool.row_count() if self.writer else 0,
                 "refused_unknown": self.gateway.ingest.refused if self.gateway else 0,
+                "dropped_off_hours": self.gateway.ingest.dropped_off_hours if self.gateway else 0,
             },
             "processing": vars(self.processing.stats) if self.processing else None,
             "webhooks": self.webhooks.report() if self.webhooks else None,
+            "visits": self.visits.report() if self.visits else None,
         }
 
     def request_stop(self) -> None:
@@ -179,6 +186,8 @@ class FieldtrackServer:
             self.mqtt.stop()
         if self.gateway is not None:
             await self.gateway.close()
+            if self.gateway.ingest.off_hours is not None:
+                await self.gateway.ingest.off_hours.close()
         if self.writer is not None:
             await self.writer.close()
         # Positions are durable; what the runner has not processed yet stays marked for next start.
@@ -186,6 +195,8 @@ class FieldtrackServer:
             self.processing.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
+        if self.visits is not None:
+            self.visits.stop()
         for task in self._tasks:
             if task.get_name() == "spool-drain":
                 task.cancel()
