@@ -9,12 +9,15 @@ from pydantic import BaseModel, Field
 
 class MileageTripOut(BaseModel):
     device_id: int
-    start_time: datetime
-    end_time: datetime
-    start_latitude: float
-    start_longitude: float
-    end_latitude: float
-    end_longitude: float
+    start_time: datetime = Field(description="start of the trip's on-duty part (the trip's start when "
+                                             "it began on duty)")
+    end_time: datetime = Field(description="end of the trip's on-duty part")
+    start_latitude: float | None = Field(description="where the trip began; null when it began off duty "
+                                                     "(off-duty places are private)")
+    start_longitude: float | None
+    end_latitude: float | None = Field(description="where the trip ended; null when it ended off duty")
+    end_longitude: float | None
+    clipped: bool = Field(description="the trip began or ended off duty: times are its on-duty part")
     business_km: float = Field(description="km of the trip's on-duty part on this day")
     business_time_s: float = Field(description="seconds of the trip's on-duty part on this day")
     open: bool = Field(description="still under way: the end is the last fix so far")

@@ -74,6 +74,18 @@ class MileageTrip:
     business_s: float = 0.0
     # The trip still under way (from the processor state): its end is the last fix so far.
     open: bool = False
+    # The on-duty part that day: from the start of its first piece to the end of its last. Where
+    # they differ from start_time/end_time, that end of the trip lay off duty.
+    duty_start: datetime | None = None
+    duty_end: datetime | None = None
+
+    @property
+    def starts_on_duty(self) -> bool:
+        return self.duty_start == self.start_time
+
+    @property
+    def ends_on_duty(self) -> bool:
+        return self.duty_end == self.end_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +346,8 @@ def _day(p: _Plan, odometer: _Odometer) -> MileageDay | None:
     business, total, device = max(measured, key=lambda m: (m[0], m[1], -m[2]))
     trips = tuple(MileageTrip(device, t.start_time, t.end_time, t.start_latitude, t.start_longitude,
                               t.end_latitude, t.end_longitude, _trip_business_m(t, parts, odometer),
-                              sum((b - a).total_seconds() for a, b in parts), t.open)
+                              sum((b - a).total_seconds() for a, b in parts), t.open,
+                              parts[0][0], parts[-1][1])
                   for t, parts in p.trips.get(device, []))
     others = tuple(DeviceDistance(d, b, t - b) for b, t, d in measured if d != device)
     return MileageDay(p.rep.id, p.window.day, device, business, total - business,

@@ -32,7 +32,7 @@ from api.mileage_schemas import (
 from api.schemas import BigInt
 from api.timerange import checked_range
 from storage.errors import NotFound
-from storage.mileage import MileageDay, MileageRep, mileage_days, mileage_reps
+from storage.mileage import MileageDay, MileageRep, MileageTrip, mileage_days, mileage_reps
 from storage.teams import TeamStore
 
 router = APIRouter(tags=["reports"])
@@ -54,17 +54,27 @@ def _money(x: float) -> float:
     return round(x, 2)
 
 
+def _trip_out(t: MileageTrip) -> MileageTripOut:
+    # The sheet goes to managers and accounting: an end of the trip that lay off duty (often the
+    # rep's home) is not shown, only the on-duty part's times.
+    first, last = t.starts_on_duty, t.ends_on_duty
+    return MileageTripOut(device_id=t.device_id, start_time=t.duty_start or t.start_time,
+                          end_time=t.duty_end or t.end_time,
+                          start_latitude=t.start_latitude if first else None,
+                          start_longitude=t.start_longitude if first else None,
+                          end_latitude=t.end_latitude if last else None,
+                          end_longitude=t.end_longitude if last else None,
+                          clipped=not (first and last), business_km=_km(t.business_m),
+                          business_time_s=round(t.business_s, 3), open=t.open)
+
+
 def _day_out(day: MileageDay, rate: float) -> MileageDayOut:
     business = _km(day.business_m)
     return MileageDayOut(
         day=day.day, working=day.working, device_id=day.device_id, business_km=business,
         personal_km=_km(day.personal_m), total_km=_km(day.total_m), amount=_money(business * rate),
         driving_time_s=round(day.driving_s, 3),
-        trips=[MileageTripOut(device_id=t.device_id, start_time=t.start_time, end_time=t.end_time,
-                              start_latitude=t.start_latitude, start_longitude=t.start_longitude,
-                              end_latitude=t.end_latitude, end_longitude=t.end_longitude,
-                              business_km=_km(t.business_m), business_time_s=round(t.business_s, 3),
-                              open=t.open) for t in day.trips],
+        trips=[_trip_out(t) for t in day.trips],
         not_counted=[NotCountedOut(device_id=o.device_id, business_km=_km(o.business_m),
                                    personal_km=_km(o.personal_m)) for o in day.not_counted])
 

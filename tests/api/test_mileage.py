@@ -139,7 +139,10 @@ async def test_business_km_are_the_on_duty_odometer_and_total_is_the_summary(api
     # Evidence: the 10:00 and 16:55 trips (the 07:30 one ended before 08:00); the last cut at 17:00.
     first, last = day["trips"]
     assert datetime.fromisoformat(first["start_time"]) < LOCAL_1000 + timedelta(minutes=1)
-    assert datetime.fromisoformat(last["end_time"]) > DUTY[1]
+    # The last trip ended off duty: the sheet shows its on-duty part and not where it ended.
+    assert datetime.fromisoformat(last["end_time"]) == DUTY[1] and last["clipped"] is True
+    assert last["start_latitude"] is not None and last["end_latitude"] is None
+    assert first["clipped"] is False and first["end_latitude"] is not None
     cut = (DUTY[1] - datetime.fromisoformat(last["start_time"])).total_seconds()
     assert last["business_time_s"] == cut
     assert abs(first["business_km"] - (odometer_at(fixes, DUTY[1]) - odometer_at(fixes, LOCAL_1000)
