@@ -8,8 +8,8 @@ CREATE TABLE teams (
     -- Weekly working calendar for the team's reps unless a rep has their own:
     -- {"mon": [["08:00", "18:00"]], "tue": [...], ...}; missing day = not working.
     working_hours jsonb     NOT NULL DEFAULT '{}',
-    -- Team policy: {"store_off_hours": true, "mileage_rate": 0.30, "currency": "EUR",
-    --  "visit_cadence_days": {"A": 7, "B": 14, "C": 30}, ...}
+    -- Team policy, read by processors/team_policy.py (which documents the keys and defaults):
+    -- {"store_off_hours": true, "mileage": {"rate": 0.30, "currency": "EUR"}, ...}
     settings    jsonb       NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL DEFAULT now()
 );
