@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/fieldtrack serve
+
+demo: $(STAMP)
+	$(BIN)/fieldtrack demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
