@@ -3,6 +3,11 @@ every position acknowledged, against raw psycopg binary COPY of the same rows me
 same run on the same database.
 
     .venv/bin/python -m bench.ingest --devices 1000 --positions 20
+    .venv/bin/python -m bench.ingest --devices 20000 --positions 10   # 2 load processes
+
+The trackers are simulated by ``--load-processes`` processes (default: one per 10,000), each
+under its own descriptor limit; all log in, then start reporting together. The server samples
+how many connections it holds; the peak is printed, with the descriptor limits in force.
 
 Uses the machine's PostgreSQL (127.0.0.1:5432) or FIELDTRACK_BENCH_DATABASE_URL, else embedded.
 """
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import platform
 import resource
 import sys
@@ -71,7 +77,84 @@ def baseline_copy(url: str, device_ids: list[int], positions: int) -> float:
     return len(rows) / elapsed
 
 
-async def gateway_run(url: str, devices: int, positions: int, processing: bool = False) -> dict[str, Any]:
+DEVICES_PER_LOAD_PROCESS = 10_000
+
+
+def slices(devices: int, processes: int) -> list[tuple[int, int]]:
+    """(first index, count) per load process, as even as the division allows."""
+    base, extra = divmod(devices, processes)
+    out, first = [], 0
+    for k in range(processes):
+        count = base + (k < extra)
+        out.append((first, count))
+        first += count
+    return [s for s in out if s[1] > 0]
+
+
+async def load_run(port: int, devices: int, positions: int, processes: int,
+                   login_timeout_s: float) -> list[dict[str, Any]]:
+    """Start the load processes, let all log in, then give every one the start signal at once."""
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.gt06_load", "--port", str(port), "--devices", str(count),
+        "--positions", str(positions), "--first", str(first), "--wait-go",
+        "--login-timeout", str(login_timeout_s),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26)
+        for first, count in slices(devices, processes)]
+    for proc in procs:
+        assert proc.stdout is not None
+        ready = await proc.stdout.readline()
+        if not ready:
+            raise SystemExit(f"FAILED: a load process exited before logging in (rc {await proc.wait()})")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+    results = []
+    for proc in procs:
+        out, _ = await proc.communicate()
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results
+
+
+def merge_loads(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the load processes: sums, the common span, percentiles of all latencies."""
+    hist: dict[float, int] = {}
+    for part in parts:
+        for key, n in part["latency_hist_0.1ms"].items():
+            hist[int(key) / 10_000] = hist.get(int(key) / 10_000, 0) + n
+
+    def quantile(q: float) -> float:
+        total, seen = sum(hist.values()), 0
+        for value in sorted(hist):
+            seen += hist[value]
+            if seen > q * total:
+                return value
+        return math.nan
+
+    first_errors = [p["first_error"] for p in parts if p["first_error"]]
+    return {
+        "acked": sum(p["acked"] for p in parts),
+        "errors": sum(p["errors"] for p in parts),
+        "first_error": first_errors[0] if first_errors else "",
+        "elapsed_s": max(p["wall_end"] for p in parts) - min(p["wall_start"] for p in parts),
+        "logged_in_at_start": sum(p["logged_in_at_start"] for p in parts),
+        "client_open_peak": sum(p["open_peak"] for p in parts),
+        "load_fd_limit": min(p["fd_limit"] for p in parts),
+        "ack_p50_ms": quantile(0.5) * 1000,
+        "ack_p99_ms": quantile(0.99) * 1000,
+        "rss_mb": sum(p["rss_mb"] for p in parts),
+        "load_processes": len(parts),
+    }
+
+
+async def _sample_connections(gateway: Gateway, peak: list[int]) -> None:
+    while True:
+        peak[0] = max(peak[0], sum(len(t.connections) for t in gateway.tcp))
+        await asyncio.sleep(0.02)
+
+
+async def gateway_run(url: str, devices: int, positions: int, processing: bool = False,
+                      load_processes: int = 1, login_timeout_s: float = 120.0) -> dict[str, Any]:
     pool = db.open_pool(url, 4)
     await pool.open()
     store = DeviceStore(pool)
@@ -89,11 +172,11 @@ async def gateway_run(url: str, devices: int, positions: int, processing: bool =
                       host="127.0.0.1")
     await gateway.start()
     port = gateway.tcp[0].port
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators.gt06_load", "--port", str(port), "--devices", str(devices),
-        "--positions", str(positions), stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
-    load = json.loads(out.decode().strip().splitlines()[-1])
+    peak = [0]
+    sampler = asyncio.create_task(_sample_connections(gateway, peak))
+    load = merge_loads(await load_run(port, devices, positions, load_processes, login_timeout_s))
+    sampler.cancel()
+    load["server_connections_peak"] = peak[0]
     await gateway.stop_accepting()
     await gateway.close()
     await writer.close()
@@ -129,8 +212,13 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=20, help="positions per device")
     parser.add_argument("--processing", action="store_true",
                         help="run the processing runner in the same process, as `fieldtrack serve` does")
+    parser.add_argument("--load-processes", type=int, default=0,
+                        help=f"load processes (default: one per {DEVICES_PER_LOAD_PROCESS:,} devices)")
+    parser.add_argument("--login-timeout", type=float, default=120.0,
+                        help="seconds the load waits for every device to log in before it starts anyway")
     args = parser.parse_args()
-    raise_fd_limit()
+    processes = args.load_processes or max(1, math.ceil(args.devices / DEVICES_PER_LOAD_PROCESS))
+    fd_soft, fd_hard = raise_fd_limit()
     with scratch_database() as (url, where):
         asyncio.run(db.prepare(url, TimescalePolicy()))
         device_ids = register(url, args.devices)
@@ -138,20 +226,28 @@ def main() -> None:
         try:
             import uvloop
 
-            load = uvloop.run(gateway_run(url, args.devices, args.positions, args.processing))
+            load = uvloop.run(gateway_run(url, args.devices, args.positions, args.processing, processes,
+                                          args.login_timeout))
         except ImportError:
-            load = asyncio.run(gateway_run(url, args.devices, args.positions, args.processing))
+            load = asyncio.run(gateway_run(url, args.devices, args.positions, args.processing, processes,
+                                           args.login_timeout))
     total = args.devices * args.positions
     rate = load["acked"] / load["elapsed_s"] if load["elapsed_s"] else 0.0
     print(f"ingest benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
           f"{platform.python_version()}  database: {where}")
     print(f"  devices (TCP connections) {args.devices}, positions per device {args.positions}, total {total}")
+    print(f"  connections: {load['logged_in_at_start']} logged in when reporting started;"
+          f" held at peak: {load['server_connections_peak']} by the server,"
+          f" {load['client_open_peak']} open by the load generator")
+    print(f"  load generator: {load['load_processes']} processes; descriptor limit (RLIMIT_NOFILE)"
+          f" server {fd_soft}/{fd_hard} soft/hard, each load process {load['load_fd_limit']}")
     print(f"  end to end: {load['acked']} acked, {load['committed']} committed, {load['errors']} errors"
           f" {load['first_error']}")
     print(f"  end to end: {rate:,.0f} positions/s acked in {load['elapsed_s']:.2f} s"
           f" ({load['batches']} writer batches)")
     print(f"  ack latency p50 {load['ack_p50_ms']:.1f} ms, p99 {load['ack_p99_ms']:.1f} ms")
-    print(f"  RSS: server {load['server_rss_mb']:.0f} MB, load generator {load['rss_mb']:.0f} MB")
+    print(f"  RSS: server {load['server_rss_mb']:.0f} MB, load generator {load['rss_mb']:.0f} MB"
+          f" (sum of {load['load_processes']} processes)")
     print(f"  baseline raw binary COPY of the same rows: {copy_rate:,.0f} rows/s")
     print(f"  ratio end-to-end / raw COPY: {rate / copy_rate:.3f}")
     if args.processing:
