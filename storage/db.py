@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from storage import migrate, timescale
@@ -36,3 +39,14 @@ def open_pool(url: str, size: int) -> AsyncConnectionPool:
         # An API call should fail fast with 503 while the database is away, not hang for 30 s.
         timeout=5.0,
     )
+
+
+@asynccontextmanager
+async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection inside one transaction; the database being away is StorageUnavailable
+    (503 at the API), not a driver error."""
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable(str(exc)) from exc

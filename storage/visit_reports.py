@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from hashlib import sha256
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -48,7 +47,8 @@ from processors.photos import (
     watermark,
 )
 from processors.team_policy import TeamPolicy
-from storage.errors import Conflict, NotFound, StorageError, StorageUnavailable
+from storage.db import transaction
+from storage.errors import Conflict, NotFound, StorageError
 from storage.report_forms import Invalid, answer_problems, template_problems
 
 # Photos taken this long before arriving (the shop front from the car park) or after leaving still fit.
@@ -224,13 +224,8 @@ class VisitReportStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise StorageUnavailable(str(exc)) from exc
+    def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self.pool)
 
     # Templates ---------------------------------------------------------------------------------
 

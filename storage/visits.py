@@ -16,14 +16,13 @@ from every device they carry (positions the processors filtered left out).
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -40,7 +39,8 @@ from processors.checkin import (
     verify_checkout,
 )
 from processors.team_policy import CheckinPolicy, TeamPolicy
-from storage.errors import Conflict, NotFound, StorageError, StorageUnavailable
+from storage.db import transaction
+from storage.errors import Conflict, NotFound, StorageError
 
 OPEN = ("planned", "approved")
 _RESCHEDULE = ("day", "window_start", "window_end", "purpose")
@@ -201,13 +201,8 @@ class VisitStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise StorageUnavailable(str(exc)) from exc
+    def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self.pool)
 
     @staticmethod
     async def _dicts(conn: AsyncConnection, sql: str, params: Sequence[Any] | Mapping[str, Any]
