@@ -23,6 +23,7 @@ protocol has no escaping) splits that sentence, whose pieces then fail to decode
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from protocols.base import FrameResult, Protocol, need_more
 from protocols.gl200_binary import (
@@ -37,7 +38,7 @@ from protocols.gl200_binary import (
 from protocols.gl200_text import decode_text
 from protocols.model import Decoded, DecodeError, Session
 
-__all__ = ["PROTOCOL", "decode", "next_frame"]
+__all__ = ["PROTOCOL", "decode", "encode_fri", "encode_heartbeat", "next_frame"]
 
 MAX_FRAME = 4096  # ASCII GTERI with CAN data reaches ~1.5 kB; HEX compressed batches 1.4 kB
 _TEXT_HEAD = re.compile(rb"\+[A-Z]{3,4}:")
@@ -132,3 +133,70 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_FRAME,
 )
+
+
+# --- encoders (simulators, tests): what a Queclink tracker sends ---------------------------------
+
+# Protocol version "270403": device type 0x27 (GV300W in the model table), firmware 4.03. The
+# model picks the GV layout of the GTFRI tail (append mask, mileage, hour meter, ..., status).
+VERSION = "270403"
+
+
+def _count(count: int) -> str:
+    return f"{count & 0xFFFF:04X}"  # the sentence's serial: four hex digits, wrapping
+
+
+def _check_imei(imei: str) -> None:
+    if len(imei) != 15 or not imei.isdigit():
+        raise ValueError(f"Queclink ids are 15-digit IMEIs, got {imei!r}")
+
+
+def encode_fri(
+    imei: str,
+    count: int,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    speed_kmh: float = 0.0,
+    course_deg: float = 0.0,
+    altitude_m: float = 0.0,
+    *,
+    hdop: int = 1,
+    ignition: bool = False,
+    mileage_km: float = 0.0,
+    battery_pct: int = 100,
+    sent_time: datetime | None = None,
+    version: str = VERSION,
+) -> bytes:
+    """``+RESP:GTFRI`` fixed report with one fix (GV300 layout, no cell), ended by ``$``.
+
+    Answered only when the device is set to "SACK enable" (``+SACK:<count>$``); by default the
+    server says nothing and the heartbeat's answer is the only confirmation.
+    Resolution on the wire: 1 s, 1e-6 degree, 0.1 km/h, 1 degree of course, 0.1 m, 0.1 km.
+    """
+    _check_imei(imei)
+    t = fix_time.astimezone(UTC)
+    sent = (sent_time or fix_time).astimezone(UTC)
+    # Device status (GV300CAN V12 <Device Status>): motion byte (high nibble 2 = ignition on,
+    # 1 = off; low nibble 2 = moving, 1 = still), input byte (bit 0 the ignition line), outputs.
+    motion = (0x20 if ignition else 0x10) | (0x02 if speed_kmh > 0 else 0x01)
+    status = f"{motion:02X}{int(ignition):02X}00"
+    speed = min(max(speed_kmh, 0.0), 999.9)
+    altitude = min(max(altitude_m, -9999.9), 17999.9)
+    fields = [
+        "+RESP:GTFRI", version, imei, "", "", "10", "1",
+        str(hdop), f"{speed:.1f}", str(round(course_deg) % 360), f"{altitude:.1f}", f"{lon:.6f}",
+        f"{lat:.6f}", f"{t:%Y%m%d%H%M%S}",
+        "0000", "0000", "0000", "0000",  # MCC, MNC, LAC, cell id: no cell
+        "00",  # position append mask: nothing appended
+        f"{max(mileage_km, 0.0):.1f}", "", "", "", str(min(max(battery_pct, 0), 100)), status, "", "", "",
+        f"{sent:%Y%m%d%H%M%S}", _count(count),
+    ]
+    return (",".join(fields) + "$").encode("ascii")
+
+
+def encode_heartbeat(imei: str, count: int, sent_time: datetime, *, version: str = VERSION) -> bytes:
+    """``+ACK:GTHBD`` heartbeat, answered ``+SACK:GTHBD,<version>,<count>$`` (both echoed)."""
+    _check_imei(imei)
+    return f"+ACK:GTHBD,{version},{imei},,{sent_time.astimezone(UTC):%Y%m%d%H%M%S},{_count(count)}$".encode(
+        "ascii")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pynmea2 import NMEASentence
@@ -27,7 +27,7 @@ from pynmea2 import NMEASentence
 from protocols import nmea
 from protocols.base import Protocol
 from protocols.keys import from_traccar
-from protocols.model import Decoded, DecodeError, Position, Session, knots_to_kmh
+from protocols.model import KNOT_KMH, Decoded, DecodeError, Position, Session, knots_to_kmh
 from protocols.text_fields import (
     DDMMYY,
     HHMMSS,
@@ -35,6 +35,7 @@ from protocols.text_fields import (
     check_on_earth,
     degrees_minutes,
     float_field,
+    format_degrees_minutes,
     lenient_datetime_of,
 )
 
@@ -184,3 +185,46 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=nmea.MAX_LINE,
 )
+
+
+# --- encoders (simulators, tests): what a GpsGate tracker sends --------------------------------
+
+
+def encode_login(unique_id: str, *, password: str = "") -> bytes:
+    """``$FRLIN,IMEI,<id>,<password>``: a hardware login, answered ``$FRSES,<session>`` (or
+    ``$FRERR,AuthError,...`` for an unknown device)."""
+    if not _USER.fullmatch(unique_id) or "," in unique_id or "*" in unique_id:
+        raise ValueError(f"GpsGate users are printable, without commas, got {unique_id!r}")
+    return sentence(f"$FRLIN,IMEI,{unique_id},{password}")
+
+
+def encode_version(client: str = "Fieldtrack simulator 1.0") -> bytes:
+    """``$FRVER,1,1,<client>``, answered with the server's ``$FRVER`` (what a tracker sends first,
+    and what nothing stores)."""
+    return sentence(f"$FRVER,1,1,{client}")
+
+
+def encode_send_message(
+    unique_id: str,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    speed_kmh: float = 0.0,
+    course_deg: float = 0.0,
+    altitude_m: float = 0.0,
+    *,
+    valid: bool = True,
+) -> bytes:
+    """``$FRCMD,<id>,_SendMessage,,<fix>,<valid>``: a v1.1 position; the protocol does not answer it.
+
+    Resolution on the wire: 0.001 s, 0.00001 minute of arc, 0.01 knot, 0.01 degree, 0.1 m.
+    """
+    t = fix_time.astimezone(UTC)
+    knots = max(speed_kmh, 0.0) / KNOT_KMH
+    return sentence(
+        f"$FRCMD,{unique_id},_SendMessage,,"
+        f"{format_degrees_minutes(lat, 2, 5)},{'S' if lat < 0 else 'N'},"
+        f"{format_degrees_minutes(lon, 3, 5)},{'W' if lon < 0 else 'E'},"
+        f"{altitude_m:.1f},{knots:.2f},{course_deg % 360:.2f},"
+        f"{t:%d%m%y},{t:%H%M%S}.{t.microsecond // 1000:03d},{int(valid)}"
+    )

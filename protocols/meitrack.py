@@ -46,7 +46,8 @@ from protocols.meitrack_binary import add_event, decode_ccc, decode_cce, located
 from protocols.model import Decoded, DecodeError, Position, Session
 from protocols.text_fields import blamed_on, cell_tower, check_on_earth, lenient_datetime, status_report
 
-__all__ = ["PROTOCOL", "checksum", "decode", "next_frame", "server_message"]
+__all__ = ["PROTOCOL", "checksum", "decode", "device_message", "encode_aaa", "encode_aac", "next_frame",
+           "server_message"]
 
 MAX_FRAME = 8192  # the documents give 50-1046 bytes; photo chunks run a little over 1 kB
 _MIN_DECLARED = len(",1,AAA*00\r\n")
@@ -314,3 +315,62 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_FRAME,
 )
+
+
+# --- encoders (simulators, tests): what a Meitrack tracker sends ---------------------------------
+
+EVENT_TIMED = 35  # "track by time interval": the periodic report
+
+
+def device_message(flag: bytes, imei: str, content: str) -> bytes:
+    """``$$<flag><length>,<imei>,<content>*<checksum>\\r\\n``: the device's envelope."""
+    if len(flag) != 1 or not 0x41 <= flag[0] <= 0x7A:
+        raise ValueError(f"the flag is one byte A..z, got {flag!r}")
+    if not imei.isdigit() or len(imei) > 20:
+        raise ValueError(f"Meitrack ids are IMEI digits, got {imei!r}")
+    rest = f",{imei},{content}*".encode("ascii")
+    head = b"$$" + flag + str(len(rest) + 4).encode("ascii")  # + checksum digits and CRLF
+    return head + rest + checksum(head + rest) + b"\r\n"
+
+
+def encode_aaa(
+    flag: bytes,
+    imei: str,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    speed_kmh: float = 0.0,
+    course_deg: float = 0.0,
+    altitude_m: float = 0.0,
+    *,
+    event: int = EVENT_TIMED,
+    valid: bool = True,
+    satellites: int = 9,
+    hdop: float = 1.0,
+    odometer_m: int = 0,
+    runtime_s: int = 0,
+    ignition: bool = False,
+) -> bytes:
+    """An ``AAA`` event report; the protocol does not answer it.
+
+    Input bit 1 is wired to the ignition on vehicle installs (a convention, not the protocol's);
+    battery and external power as hundredths of a volt (4.00 V, 12.50 V).
+    Resolution on the wire: 1 s, 1e-6 degree, 0.1 km/h, 1 degree of course, 1 m.
+    """
+    t = fix_time.astimezone(UTC)
+    data = ",".join([
+        str(event), f"{lat:.6f}", f"{lon:.6f}", f"{t:%y%m%d%H%M%S}", "A" if valid else "V",
+        str(satellites), "24", f"{max(speed_kmh, 0.0):.1f}", str(round(course_deg) % 360), f"{hdop:.1f}",
+        str(round(altitude_m)), str(max(odometer_m, 0)), str(max(runtime_s, 0)),
+        "0|0|0|0",  # MCC|MNC|LAC|CI: no network named
+        f"{int(ignition):02X}00",  # inputs, outputs
+        "|||0190|04E2",  # three analog inputs, battery and external power (hex)
+        "",
+    ])
+    return device_message(flag, imei, f"AAA,{data}")
+
+
+def encode_aac(flag: bytes, imei: str) -> bytes:
+    """``AAC``, answered ``@@<flag><length>,<imei>,AAC,1*<checksum>``; nothing is stored, which
+    makes it the simulated device's keep-alive."""
+    return device_message(flag, imei, "AAC")

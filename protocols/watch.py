@@ -393,3 +393,53 @@ PROTOCOL = Protocol(
     decode=decode,
     max_frame=MAX_FRAME,
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoders (simulators, tests): what a watch sends
+
+
+def envelope(manufacturer: str, uid: str, content: str, index: str | None = None) -> bytes:
+    """``[MF*id*len*content]`` (``[MF*id*serial*len*content]`` on ZJ firmwares), text content."""
+    if not re.fullmatch(r"[0-9A-Za-z]{2}", manufacturer) or not re.fullmatch(r"[0-9A-Za-z]{1,32}", uid):
+        raise ValueError(f"watch manufacturer and id are letters and digits, got {manufacturer!r} {uid!r}")
+    if re.search(r"[\[\]*}]", content):
+        raise ValueError("text content cannot hold [ ] * or }")
+    return reply(manufacturer, uid, index, content)  # the server's answers share the envelope
+
+
+def encode_keep_alive(uid: str, *, manufacturer: str = "3G", steps: int | None = None,
+                      battery_pct: int | None = None) -> bytes:
+    """``LK`` (or ``LK,steps,0,battery``), answered ``[MF*id*0002*LK]``. The long form is stored as a
+    status report; the bare one stores nothing."""
+    body = "LK" if steps is None or battery_pct is None else f"LK,{steps},0,{battery_pct}"
+    return envelope(manufacturer, uid, body)
+
+
+def encode_report(
+    uid: str,
+    fix_time: datetime,
+    lat: float,
+    lon: float,
+    speed_kmh: float = 0.0,
+    course_deg: float = 0.0,
+    altitude_m: float = 0.0,
+    *,
+    manufacturer: str = "3G",
+    valid: bool = True,
+    satellites: int = 9,
+    rssi: int = 80,
+    battery_pct: int = 90,
+    steps: int = 0,
+) -> bytes:
+    """A ``UD`` location report; the protocol does not answer it. No cells or access points.
+
+    Resolution on the wire: 1 s, 1e-6 degree, 0.01 km/h, 0.1 degree of course, 0.1 m.
+    """
+    t = fix_time.astimezone(UTC)
+    status = 1 << _MOTION_BIT if speed_kmh > 0 else 0
+    body = (f"UD,{t:%d%m%y},{t:%H%M%S},{'A' if valid else 'V'},"
+            f"{abs(lat):.6f},{'S' if lat < 0 else 'N'},{abs(lon):.6f},{'W' if lon < 0 else 'E'},"
+            f"{max(speed_kmh, 0.0):.2f},{course_deg % 360:.1f},{altitude_m:.1f},"
+            f"{satellites},{rssi},{battery_pct},{steps},0,{status:08X}")
+    return envelope(manufacturer, uid, body)

@@ -101,13 +101,44 @@ def summary_line(c: Counters, *, acks: bool = True) -> str:
     return line + (f", {c.unconfirmed:,} unconfirmed" if c.unconfirmed else "")
 
 
-class Progress:
-    """One line rewritten in place on a terminal; a plain line every ``every_s`` otherwise (logs)."""
+def short_duration(seconds: float) -> str:
+    """``45s``, ``4m12s``, ``10m``, ``1h05m``, ``2h``: how long, at a glance (whole seconds)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s % 60 else f"{s // 60}m"
+    h, m = divmod(s // 60, 60)
+    return f"{h}h{m:02d}m" if m else f"{h}h"
 
-    def __init__(self, out: TextIO, every_s: float = 10.0) -> None:
+
+def progress_text(c: Counters, elapsed_s: float, duration_s: float | None, done: int, devices: int,
+                  *, width: int = 20) -> str:
+    """The progress line. With a duration, a bar of the run's wall time:
+    ``[########............] 42%  4m12s/10m  sent 12,400 acked 12,380 retried 3 errors 0  3/1,000 devices
+    done``. Past the duration the devices are still delivering their buffers: the bar holds at 99 %
+    until the last device is done, so 100 % means finished, not merely late."""
+    counts = f"sent {c.sent:,} acked {c.acked:,} retried {c.retried:,} errors {c.errors:,}"
+    devices_done = f"{done:,}/{devices:,} devices done"
+    if not duration_s or duration_s <= 0:
+        return f"[{short_duration(elapsed_s):>6}] {devices_done} | {counts}"
+    finished = devices > 0 and done >= devices
+    fraction = 1.0 if finished else min(max(elapsed_s, 0.0) / duration_s, 0.99)
+    filled = int(fraction * width)
+    bar = "#" * filled + "." * (width - filled)
+    clock = f"{short_duration(elapsed_s)}/{short_duration(duration_s)}"
+    return f"[{bar}] {int(fraction * 100):3d}%  {clock}  {counts}  {devices_done}"
+
+
+class Progress:
+    """A bar redrawn in place on a terminal (``\\r``); the same text as a plain line every
+    ``every_s`` otherwise (logs, CI). ``duration_s`` is the run's wall length, None when unknown."""
+
+    def __init__(self, out: TextIO, every_s: float = 10.0, duration_s: float | None = None) -> None:
         self.out = out
         self.tty = out.isatty()
         self.every_s = every_s
+        self.duration_s = duration_s
         self.last = 0.0
 
     def __call__(self, fleet: Fleet) -> None:
@@ -115,9 +146,8 @@ class Progress:
         if not self.tty and now - self.last < self.every_s:
             return
         self.last = now
-        elapsed = now - fleet.started
-        total = fleet.total()
-        text = (f"[{elapsed:6.0f}s] {fleet.done}/{len(fleet.members)} devices done | {summary_line(total)}")
+        text = progress_text(fleet.total(), now - fleet.started, self.duration_s, fleet.done,
+                             len(fleet.members))
         if self.tty:
             self.out.write("\r" + text[:200] + "\x1b[K")
         else:
@@ -160,7 +190,7 @@ def simulate(spec: FleetSpec, target: Target, *, out: TextIO = sys.stdout, list_
           f" {spec.every_s:g}s for {spec.duration_s:g}s, clock x{spec.speed:g}, seed {spec.seed!r}", file=out)
     if cheaters:
         print(f"cheating: {', '.join(cheaters[:10])}{' ...' if len(cheaters) > 10 else ''}", file=out)
-    progress = Progress(out, progress_every_s)
+    progress = Progress(out, progress_every_s, spec.duration_s)
     try:
         raise_fd_limit()
         total = _run(fleet.run(progress, every_s=1.0 if progress.tty else min(progress_every_s, 5.0)))

@@ -8,6 +8,12 @@ the keep-alive, and the exact answer each one must get.
   does, and the gateway reads a connection's frames in order, answering each only once what came
   before is durable; so the keep-alive's answer confirms every report sent before it;
 - ``none``: a raw NMEA stream has no answers at all: fixes are sent and cannot be confirmed.
+
+Queclink (``gl200``), Meitrack, watches and GpsGate are ``heartbeat`` protocols in our gateway:
+their reports get no answer (a Queclink ``+SACK`` per report only with the per-device "ack"
+setting, which the simulator does not assume), so each confirms with the one message the gateway
+always answers and that stores nothing: ``+ACK:GTHBD`` -> ``+SACK:GTHBD``, ``AAC`` -> ``AAC,1``,
+``LK`` -> ``LK``, ``$FRVER`` -> the server's ``$FRVER``.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import reduce
 
-from protocols import gps103, gt06, h02, nmea, teltonika, tk103
+from protocols import gl200, gps103, gpsgate, gt06, h02, meitrack, nmea, teltonika, tk103, watch
 from protocols.base import FrameResult, need_more, split_on
 from protocols.gt06_fields import build_reply
 from simulators.movement import Fix
@@ -199,4 +207,128 @@ class Nmea(Dialect):
                        + nmea.encode_gga(f.time, f.lat, f.lon, f.altitude_m, hdop=max(f.accuracy_m / 5, 0.5)))
 
 
-DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (Gt06, H02, Tk103, Gps103, Teltonika, Nmea)}
+def _lines(buffer: bytes) -> FrameResult:
+    return split_on(buffer, b"\r\n", keep=True)
+
+
+class Gl200(Dialect):
+    """Queclink @Track ASCII: ``+RESP:GTFRI`` reports (unanswered by default), ``+ACK:GTHBD``
+    heartbeat answered ``+SACK:GTHBD,<version>,<count>$`` with the version and count echoed. The
+    device has no login (every sentence names its IMEI); the heartbeat sent on connecting tells at
+    once whether the server accepts it. One count numbers every sentence, as on the device."""
+
+    name = "gl200"
+    confirm = "heartbeat"
+
+    def __init__(self, unique_id: str) -> None:
+        if len(unique_id) != 15 or not unique_id.isdigit():
+            raise ValueError(f"Queclink ids are 15-digit IMEIs, got {unique_id!r}")
+        super().__init__(unique_id)
+
+    def _framer(self, buffer: bytes) -> FrameResult:
+        return split_on(buffer, b"$", keep=True)
+
+    def hello(self, last: Fix) -> Message:
+        return self.heartbeat()
+
+    def report(self, fixes: list[Fix]) -> Message:
+        f = fixes[0]
+        return Message(gl200.encode_fri(self.unique_id, self.next_serial(), f.time, f.lat, f.lon, f.speed_kmh,
+                                        f.course_deg, f.altitude_m, ignition=f.ignition))
+
+    def heartbeat(self) -> Message:
+        count = self.next_serial()
+        packet = gl200.encode_heartbeat(self.unique_id, count, datetime.now(UTC))
+        answer = f"+SACK:GTHBD,{gl200.VERSION},{count:04X}$".encode()
+        return Message(packet, _exact(answer, self._framer))
+
+
+class Meitrack(Dialect):
+    """``$$`` frames: ``AAA`` event 35 (timed) reports, unanswered; ``AAC`` answered
+    ``@@<flag><len>,<imei>,AAC,1*<checksum>`` with the frame's flag echoed, sent on connecting and
+    as the keep-alive. The flag letter steps through A..z with each frame, so an answer that
+    echoes a stale flag is caught."""
+
+    name = "meitrack"
+    confirm = "heartbeat"
+
+    def _flag(self) -> bytes:
+        return bytes([0x41 + self.next_serial() % (0x7A - 0x41 + 1)])
+
+    def hello(self, last: Fix) -> Message:
+        return self.heartbeat()
+
+    def report(self, fixes: list[Fix]) -> Message:
+        f = fixes[0]
+        return Message(meitrack.encode_aaa(self._flag(), self.unique_id, f.time, f.lat, f.lon, f.speed_kmh,
+                                           f.course_deg, f.altitude_m, ignition=f.ignition))
+
+    def heartbeat(self) -> Message:
+        flag = self._flag()
+        rest = f",{self.unique_id},AAC,1*".encode()
+        head = b"@@" + flag + str(len(rest) + 4).encode()
+        answer = head + rest + b"%02X" % (sum(head + rest) & 0xFF) + b"\r\n"
+        return Message(meitrack.encode_aac(flag, self.unique_id), _exact(answer, _lines))
+
+
+class Watch(Dialect):
+    """SeTracker-style watch: ``[3G*<id>*<len>*LK]`` on connecting and as the keep-alive, answered
+    ``[3G*<id>*0002*LK]``; ``UD`` location reports, unanswered."""
+
+    name = "watch"
+    confirm = "heartbeat"
+
+    def _framer(self, buffer: bytes) -> FrameResult:
+        return split_on(buffer, b"]", keep=True)
+
+    def hello(self, last: Fix) -> Message:
+        return self.heartbeat()
+
+    def report(self, fixes: list[Fix]) -> Message:
+        f = fixes[0]
+        return Message(watch.encode_report(self.unique_id, f.time, f.lat, f.lon, f.speed_kmh, f.course_deg,
+                                           f.altitude_m))
+
+    def heartbeat(self) -> Message:
+        return Message(watch.encode_keep_alive(self.unique_id),
+                       _exact(f"[3G*{self.unique_id}*0002*LK]".encode(), self._framer))
+
+
+_FRSES = re.compile(rb"\$(FRSES,[^*\r\n]+)\*([0-9A-F]{2})\r\n")
+_FRVER = re.compile(rb"\$(FRVER,[^*\r\n]*)\*([0-9A-F]{2})\r\n")
+
+
+def _nmea_sentence(pattern: re.Pattern[bytes]) -> Callable[[bytes], bool]:
+    """Whether a line matches ``pattern`` and its NMEA checksum (XOR between ``$`` and ``*``) is right."""
+    def right(got: bytes) -> bool:
+        m = pattern.fullmatch(got)
+        return m is not None and reduce(lambda a, b: a ^ b, m[1], 0) == int(m[2], 16)
+
+    return right
+
+
+class GpsGate(Dialect):
+    """``$FRLIN,IMEI,<id>,`` login answered ``$FRSES,<session>`` (``$FRERR`` when refused);
+    ``$FRCMD,<id>,_SendMessage,...`` positions, unanswered; ``$FRVER`` as the keep-alive, answered
+    with the server's ``$FRVER``. The session id is the server's to choose: any well-formed one is
+    right."""
+
+    name = "gpsgate"
+    confirm = "heartbeat"
+
+    def hello(self, last: Fix) -> Message:
+        return Message(gpsgate.encode_login(self.unique_id),
+                       Expect(_lines, _nmea_sentence(_FRSES), "$FRSES,<session>*hh"))
+
+    def report(self, fixes: list[Fix]) -> Message:
+        f = fixes[0]
+        return Message(gpsgate.encode_send_message(self.unique_id, f.time, f.lat, f.lon, f.speed_kmh,
+                                                   f.course_deg, f.altitude_m))
+
+    def heartbeat(self) -> Message:
+        return Message(gpsgate.encode_version(), Expect(_lines, _nmea_sentence(_FRVER), "$FRVER,...*hh"))
+
+
+DIALECTS: dict[str, type[Dialect]] = {
+    d.name: d for d in (Gt06, H02, Tk103, Gps103, Teltonika, Nmea, Gl200, Meitrack, Watch, GpsGate)
+}

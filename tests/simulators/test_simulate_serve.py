@@ -118,6 +118,8 @@ def test_every_protocol_lands_under_its_device_with_its_coordinates(served: Serv
     spec = FleetSpec(devices=2 * len(SUPPORTED), protocols=SUPPORTED, every_s=0.25, duration_s=2.5, speed=40,
                      seed="every-protocol", link=link)
     fleet = Fleet(spec, Target("127.0.0.1", dict(served.server.ports), mqtt_url=served.broker.url))
+    # Queclink, Meitrack, watches and GpsGate too: every protocol the gateway speaks is simulated.
+    assert {"gl200", "meitrack", "watch", "gpsgate"} <= {m.protocol for m in fleet.members}
     served.register([m.unique_id for m in fleet.members])
     total = asyncio.run(fleet.run())
     assert total.errors == 0 and total.retried == 0, fleet.last_errors()
