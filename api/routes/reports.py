@@ -18,33 +18,38 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.access import Scope, Visible, require_device, require_devices
 from api.deps import Deps
+from api.duty_reports import (
+    DutyStopOut,
+    DutyStopReport,
+    DutyTripOut,
+    DutyTripReport,
+    on_duty_stops,
+    on_duty_trips,
+    stop_out,
+    trip_out,
+    view_of,
+)
 from api.formats import RoutePoint, route_csv, route_geojson, route_gpx, table_csv, table_xlsx
 from api.schemas import (
     BigInt,
     DeviceSummaryOut,
-    ReportStopOut,
-    ReportTripOut,
     RoutePointOut,
     RouteReport,
-    StopReport,
     SummaryReport,
     SummaryRow,
-    TripReport,
 )
 from api.timerange import checked_range
 from storage.groups import GroupStore
-from storage.privacy import DutyView, duty_view, multirange, on_duty_pieces, piece_ends
+from storage.privacy import multirange
 from storage.reports import (
     DaySummary,
     DeviceSummary,
-    ReportStop,
     ReportStore,
     ReportTooLarge,
-    ReportTrip,
     day_windows,
 )
 
@@ -111,109 +116,6 @@ def _model_rows(model: type[BaseModel], items: Sequence[BaseModel]) -> tuple[lis
     return columns, [[getattr(item, c) for c in columns] for item in items]
 
 
-_CLIPPED = "cut to the rep's working hours (the viewer sees this rep only on duty)"
-
-
-class DutyTripOut(ReportTripOut):
-    clipped: bool = Field(default=False, description=_CLIPPED)
-
-
-class DutyTripReport(TripReport):
-    items: list[DutyTripOut]  # type: ignore[assignment]
-
-
-class DutyStopOut(ReportStopOut):
-    clipped: bool = Field(default=False, description=_CLIPPED)
-
-
-class DutyStopReport(StopReport):
-    items: list[DutyStopOut]  # type: ignore[assignment]
-
-
-async def _view(d: Deps, scope: Scope, device_id: int) -> DutyView:
-    return await duty_view(d.db(), [device_id], everything=scope.everything, viewer=scope.user_id)
-
-
-def _overlaps(start: datetime, end: datetime, lo: datetime, hi: datetime) -> bool:
-    return start < hi and (end > lo or start >= lo)
-
-
-def _trip_out(r: ReportTrip) -> DutyTripOut:
-    t = r.trip
-    return DutyTripOut(
-        start_time=t.start_time, end_time=t.end_time, start_latitude=t.start_latitude,
-        start_longitude=t.start_longitude, end_latitude=t.end_latitude, end_longitude=t.end_longitude,
-        distance_km=_km(t.distance_m), duration_s=t.duration_s,
-        average_speed_kmh=round(t.average_speed_kmh, 2),
-        max_speed_kmh=round(t.max_speed_kmh, 2), start_odometer_km=_km(t.start_odometer_m),
-        end_odometer_km=_km(t.end_odometer_m), open=r.open)
-
-
-async def _on_duty_trips(d: Deps, view: DutyView, device_id: int, found: list[ReportTrip],
-                         start: datetime, end: datetime) -> list[DutyTripOut]:
-    """Each trip whole when it lies in working hours, else its on-duty pieces that overlap the
-    range: times cut at the edges, place and odometer from the first and last processed position
-    inside each piece (a piece without one shows nothing and is left out)."""
-    plan: list[tuple[ReportTrip, int | None]] = []
-    pieces: list[tuple[datetime, datetime, datetime]] = []
-    for r in found:
-        t = r.trip
-        duty = view.intervals(device_id, t.start_time, t.end_time + timedelta(microseconds=1)) or []
-        parts = on_duty_pieces(t.start_time, t.end_time, duty)
-        if len(parts) == 1 and parts[0][:2] == (t.start_time, t.end_time):
-            plan.append((r, None))
-            continue
-        for part in parts:
-            if _overlaps(part[0], part[1], start, end):
-                plan.append((r, len(pieces)))
-                pieces.append(part)
-    ends = await piece_ends(d.db(), device_id, pieces)
-    out = []
-    for r, k in plan:
-        if k is None:
-            out.append(_trip_out(r))
-            continue
-        found_ends = ends[k]
-        if found_ends is None:
-            continue
-        lo, hi, _ = pieces[k]
-        first, last = found_ends.first, found_ends.last
-        metres = last.odometer_m - first.odometer_m
-        seconds = (hi - lo).total_seconds()
-        out.append(DutyTripOut(
-            start_time=lo, end_time=hi, start_latitude=first.latitude, start_longitude=first.longitude,
-            end_latitude=last.latitude, end_longitude=last.longitude, distance_km=_km(metres),
-            duration_s=seconds, average_speed_kmh=round(metres / seconds * 3.6, 2) if seconds > 0 else 0.0,
-            max_speed_kmh=round(found_ends.max_speed_kmh or 0.0, 2), start_odometer_km=_km(first.odometer_m),
-            end_odometer_km=_km(last.odometer_m), open=r.open and hi == r.trip.end_time, clipped=True))
-    return out
-
-
-def _stop_out(s: ReportStop) -> DutyStopOut:
-    return DutyStopOut(arrival=s.stop.start_time, departure=s.stop.end_time, duration_s=s.stop.duration_s,
-                       latitude=s.stop.latitude, longitude=s.stop.longitude,
-                       odometer_km=_km(s.stop.odometer_m), open=s.open)
-
-
-def _on_duty_stops(view: DutyView, device_id: int, found: list[ReportStop], start: datetime,
-                   end: datetime) -> list[DutyStopOut]:
-    """A stop keeps its place (the device stood there during the on-duty part too); its times
-    are cut to the working hours."""
-    out = []
-    for s in found:
-        st = s.stop
-        duty = view.intervals(device_id, st.start_time, st.end_time + timedelta(microseconds=1)) or []
-        parts = on_duty_pieces(st.start_time, st.end_time, duty)
-        if len(parts) == 1 and parts[0][:2] == (st.start_time, st.end_time):
-            out.append(_stop_out(s))
-            continue
-        out += [DutyStopOut(arrival=lo, departure=hi, duration_s=(hi - lo).total_seconds(),
-                            latitude=st.latitude, longitude=st.longitude, odometer_km=_km(st.odometer_m),
-                            open=s.open and hi == st.end_time, clipped=True)
-                for lo, hi, _ in parts if _overlaps(lo, hi, start, end)]
-    return out
-
-
 @router.get("/devices/{device_id}/trips", response_model=DutyTripReport, responses=_TABLES)
 async def device_trips(device_id: DeviceId, d: Deps, scope: Visible, start: From, end: To,
                        format: TableFormat = "json") -> DutyTripReport | Response:
@@ -222,9 +124,9 @@ async def device_trips(device_id: DeviceId, d: Deps, scope: Visible, start: From
     require_device(scope, device_id)
     device = await d.devices.get(device_id)
     found = await ReportStore(d.db()).trips(device_id, start, end)
-    view = await _view(d, scope, device_id)
-    items = (await _on_duty_trips(d, view, device_id, found, start, end) if view.limits(device_id)
-             else [_trip_out(r) for r in found])
+    view = await view_of(d, scope, device_id)
+    items = (await on_duty_trips(d, view, device_id, found, start, end) if view.limits(device_id)
+             else [trip_out(r) for r in found])
     if format == "json":
         return DutyTripReport(device_id=device.id, name=device.name, items=items)
     return _table(format, "trips", *_model_rows(DutyTripOut, items),
@@ -239,9 +141,9 @@ async def device_stops(device_id: DeviceId, d: Deps, scope: Visible, start: From
     require_device(scope, device_id)
     device = await d.devices.get(device_id)
     found = await ReportStore(d.db()).stops(device_id, start, end)
-    view = await _view(d, scope, device_id)
-    items = (_on_duty_stops(view, device_id, found, start, end) if view.limits(device_id)
-             else [_stop_out(s) for s in found])
+    view = await view_of(d, scope, device_id)
+    items = (on_duty_stops(view, device_id, found, start, end) if view.limits(device_id)
+             else [stop_out(s) for s in found])
     if format == "json":
         return DutyStopReport(device_id=device.id, name=device.name, items=items)
     return _table(format, "stops", *_model_rows(DutyStopOut, items),
@@ -353,7 +255,7 @@ async def device_route(
     start, end = checked_range(start, end)
     require_device(scope, device_id)
     device = await d.devices.get(device_id)
-    duty = (await _view(d, scope, device_id)).intervals(device_id, start, end)
+    duty = (await view_of(d, scope, device_id)).intervals(device_id, start, end)
     found = await ReportStore(d.db()).route(device_id, start, end, include_filtered=include_filtered,
                                             limit=MAX_ROUTE_POINTS + 1,
                                             within=None if duty is None else multirange(duty))
