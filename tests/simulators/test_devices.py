@@ -19,6 +19,7 @@ from simulators.device import Counters, LinkSettings
 from simulators.dialects import DIALECTS, Gt06, Tk103
 from simulators.movement import Fix
 from simulators.tcp_device import TcpDevice
+from tests.simulators.frames import decoded_frames
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 FAST = LinkSettings(ack_timeout_s=1.0, connect_timeout_s=2.0, heartbeat_s=30.0, backoff_base_s=0.05,
@@ -69,36 +70,25 @@ class FakeServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        session, buf = Session(), b""
         try:
-            while data := await reader.read(4096):
-                buf += data
-                while True:
-                    frame, used = self.protocol.next_frame(buf)
-                    if used == 0:
-                        break
-                    buf = buf[used:]
-                    if frame is None:
-                        continue
-                    decoded = self.protocol.decode(frame, session)
-                    session.unique_id = decoded.unique_id or session.unique_id
-                    located = [p for p in decoded.positions if p.latitude is not None]
-                    action = "ok"
-                    if located:
-                        self.reports.extend(located)
-                        self.batches.append(len(located))
-                        action = self.plan.pop(len(self.reports), "ok")
-                    elif decoded.reply is not None and not decoded.positions and self.on_keepalive \
-                            and self.protocol.name == "tk103" and b"AP01" in decoded.reply:
-                        action, self.on_keepalive = self.on_keepalive, None
-                    if action == "drop":
-                        return
-                    reply = decoded.reply
-                    if action == "wrong" and reply is not None:
-                        reply = wrong(reply)
-                    if action != "silent" and reply is not None:
-                        writer.write(reply)
-                        await writer.drain()
+            async for decoded in decoded_frames(reader, self.protocol, Session()):
+                located = [p for p in decoded.positions if p.latitude is not None]
+                action = "ok"
+                if located:
+                    self.reports.extend(located)
+                    self.batches.append(len(located))
+                    action = self.plan.pop(len(self.reports), "ok")
+                elif decoded.reply is not None and not decoded.positions and self.on_keepalive \
+                        and self.protocol.name == "tk103" and b"AP01" in decoded.reply:
+                    action, self.on_keepalive = self.on_keepalive, None
+                if action == "drop":
+                    return
+                reply = decoded.reply
+                if action == "wrong" and reply is not None:
+                    reply = wrong(reply)
+                if action != "silent" and reply is not None:
+                    writer.write(reply)
+                    await writer.drain()
         finally:
             writer.close()
             with contextlib.suppress(Exception):

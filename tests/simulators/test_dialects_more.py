@@ -20,6 +20,7 @@ from simulators.dialects import DIALECTS, Gl200
 from simulators.movement import Fix
 from simulators.runner import SUPPORTED
 from simulators.tcp_device import TcpDevice
+from tests.simulators.frames import decoded_frames
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 FAST = LinkSettings(ack_timeout_s=1.0, connect_timeout_s=2.0, heartbeat_s=30.0, backoff_base_s=0.05,
@@ -95,31 +96,21 @@ class DecoderServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        session, buf, reported = Session(), b"", False
+        reported = False
         try:
-            while data := await reader.read(4096):
-                buf += data
-                while True:
-                    frame, used = self.protocol.next_frame(buf)
-                    if used == 0:
-                        break
-                    buf = buf[used:]
-                    if frame is None:
-                        continue
-                    decoded = self.protocol.decode(frame, session)
-                    session.unique_id = decoded.unique_id or session.unique_id
-                    located = [p for p in decoded.positions if p.latitude is not None]
-                    self.reports.extend(located)
-                    reported = reported or bool(located)
-                    reply = decoded.reply
-                    if reply is not None and reported and self.spoil:
-                        spoil, self.spoil = self.spoil, ""
-                        if spoil == "drop":
-                            return
-                        reply = wrong(self.name, reply)
-                    if reply is not None:
-                        writer.write(reply)
-                        await writer.drain()
+            async for decoded in decoded_frames(reader, self.protocol, Session()):
+                located = [p for p in decoded.positions if p.latitude is not None]
+                self.reports.extend(located)
+                reported = reported or bool(located)
+                reply = decoded.reply
+                if reply is not None and reported and self.spoil:
+                    spoil, self.spoil = self.spoil, ""
+                    if spoil == "drop":
+                        return
+                    reply = wrong(self.name, reply)
+                if reply is not None:
+                    writer.write(reply)
+                    await writer.drain()
         finally:
             writer.close()
             with contextlib.suppress(Exception):
