@@ -71,7 +71,14 @@ class Health(BaseModel):
     database: dict[str, Any]
     listeners: list[dict[str, Any]]
     mqtt: dict[str, Any] | None = Field(default=None, description="broker connection, when MQTT is on")
-    ingest: dict[str, Any]
+    ingest: dict[str, Any] = Field(description="positions committed, spooled, refused; summed over "
+                                   "the main process and the gateway workers")
+    gateway_workers: list[dict[str, Any]] = Field(
+        default_factory=list, description="one entry per gateway worker process (FIELDTRACK_GATEWAY_WORKERS):"
+        " pid, up, restarts, connections, committed, spooled; empty when the main process serves TCP")
+    processing: dict[str, Any] | None = None
+    webhooks: dict[str, Any] | None = None
+    visits: dict[str, Any] | None = None
 
 
 # A bigint: larger numbers would reach PostgreSQL and fail there as a 500.

@@ -23,6 +23,8 @@ from gateway.processing import ProcessingRunner
 from gateway.service import Gateway
 from gateway.visit_job import VisitJob
 from gateway.webhooks import WebhookDispatcher
+from gateway.worker import WorkerConfig
+from gateway.workers import GatewayWorkers, drain_retired_spools
 from protocols.registry import PROTOCOLS
 from storage import db
 from storage.devices import DeviceDirectory, DeviceStore
@@ -46,6 +48,7 @@ class FieldtrackServer:
         self.pool: AsyncConnectionPool | None = None
         self.writer: PositionWriter | None = None
         self.gateway: Gateway | None = None
+        self.workers: GatewayWorkers | None = None
         self.api: InLoopServer | None = None
         self.mqtt: MqttIngest | None = None
         self.processing: ProcessingRunner | None = None
@@ -99,10 +102,20 @@ class FieldtrackServer:
         self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self.visits = VisitJob(self.pool)
         self._tasks.append(asyncio.create_task(self.visits.run(), name="visits"))
+        self._tasks.append(asyncio.create_task(
+            drain_retired_spools(self.pool, s.spool_dir, s.gateway_workers,
+                                 on_new_positions=self.processing.wake), name="retired-spools"))
         ingest = Ingest(directory, devices, self.writer, register_unknown=s.register_unknown,
                         api_hint=f"http://<server>:{s.api_port}", off_hours=OffHoursPolicy(self.pool))
+        transports = frozenset({"tcp", "udp", "http"})
+        if s.gateway_workers > 0:
+            transports = frozenset({"udp", "http"})
+            self.workers = GatewayWorkers(s.gateway_workers, self._worker_template(url),
+                                          on_wake=self.processing.wake)
+            await self.workers.start()
         self.gateway = Gateway(list(PROTOCOLS.values()), s.ports, ingest, host=s.listen_host,
-                               idle_timeout_s=s.idle_timeout_s, max_errors=s.max_errors_per_connection)
+                               idle_timeout_s=s.idle_timeout_s, max_errors=s.max_errors_per_connection,
+                               transports=transports)
         await self.gateway.start()
         if s.mqtt_url:
             self.mqtt = MqttIngest(MqttSettings(s.mqtt_url, s.mqtt_client_id, s.mqtt_prefix), ingest,
@@ -123,6 +136,14 @@ class FieldtrackServer:
             log.info("API on http://%s:%d/api (docs at /docs)", s.api_host, s.api_port)
         log.info("fieldtrack %s ready", __version__)
 
+    def _worker_template(self, url: str) -> WorkerConfig:
+        s = self.settings
+        return WorkerConfig(0, url, str(s.spool_dir), dict(s.ports), host=s.listen_host,
+                            idle_timeout_s=s.idle_timeout_s, max_errors=s.max_errors_per_connection,
+                            register_unknown=s.register_unknown, api_port=s.api_port,
+                            batch_max_rows=s.batch_max_rows, linger_s=s.batch_linger_s,
+                            queue_rows=s.writer_queue_rows, log_level=s.log_level)
+
     async def _bootstrap_admin(self, tokens: TokenStore) -> None:
         if self.settings.admin_token:
             await tokens.add(self.settings.admin_token, "admin (FIELDTRACK_ADMIN_TOKEN)", "admin")
@@ -142,23 +163,30 @@ class FieldtrackServer:
             except Exception:  # any failure here means "not reachable" for the report
                 reachable = False
         listeners = self.gateway.status() if self.gateway else []
+        if self.workers is not None:
+            listeners = self.workers.status() + listeners
         stats = self.writer.stats if self.writer else None
         ok = reachable and all(item["up"] for item in listeners) and (
             self.mqtt is None or self.mqtt.status.connected)
+        ingest = {
+            "committed": stats.committed if stats else 0,
+            "duplicates": stats.duplicates if stats else 0,
+            "spooled": stats.spooled if stats else 0,
+            "spool_pending_rows": self.writer.spool.row_count() if self.writer else 0,
+            "refused_unknown": self.gateway.ingest.refused if self.gateway else 0,
+            "dropped_off_hours": self.gateway.ingest.dropped_off_hours if self.gateway else 0,
+        }
+        if self.workers is not None:
+            for key, value in self.workers.totals().items():
+                ingest[key] += value
         return {
             "status": "ok" if ok else "degraded",
             "database": {"reachable": reachable, "timescaledb": self.timescale,
                          "embedded": self.embedded is not None},
             "listeners": listeners,
             "mqtt": self.mqtt.report() if self.mqtt else None,
-            "ingest": {
-                "committed": stats.committed if stats else 0,
-                "duplicates": stats.duplicates if stats else 0,
-                "spooled": stats.spooled if stats else 0,
-                "spool_pending_rows": self.writer.spool.row_count() if self.writer else 0,
-                "refused_unknown": self.gateway.ingest.refused if self.gateway else 0,
-                "dropped_off_hours": self.gateway.ingest.dropped_off_hours if self.gateway else 0,
-            },
+            "ingest": ingest,
+            "gateway_workers": self.workers.report() if self.workers else [],
             "processing": vars(self.processing.stats) if self.processing else None,
             "webhooks": self.webhooks.report() if self.webhooks else None,
             "visits": self.visits.report() if self.visits else None,
@@ -184,6 +212,8 @@ class FieldtrackServer:
             self.api.should_exit = True
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.workers is not None:
+            await self.workers.stop()
         if self.gateway is not None:
             await self.gateway.close()
             if self.gateway.ingest.off_hours is not None:
@@ -198,7 +228,7 @@ class FieldtrackServer:
         if self.visits is not None:
             self.visits.stop()
         for task in self._tasks:
-            if task.get_name() == "spool-drain":
+            if task.get_name() in ("spool-drain", "retired-spools"):
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.pool is not None:

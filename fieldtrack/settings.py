@@ -52,6 +52,8 @@ class Settings:
     admin_token: str | None = None
     idle_timeout_s: float = 1800.0  # Traccar's default
     max_errors_per_connection: int = 5
+    # 0: TCP devices are served by the main process; N: by N worker processes (gateway.workers).
+    gateway_workers: int = 0
     batch_max_rows: int = 5000
     batch_linger_s: float = 0.005
     writer_queue_rows: int = 100_000

@@ -38,13 +38,19 @@ class Gateway:
         host: str = "0.0.0.0",
         idle_timeout_s: float = 1800.0,
         max_errors: int = 5,
+        transports: frozenset[str] = frozenset({"tcp", "udp", "http"}),
+        reuse_port: bool = False,
     ) -> None:
+        """``transports``: which kinds of listener this process runs (with gateway worker
+        processes, the main process keeps UDP and HTTP and the workers take TCP)."""
         self.protocols = protocols
         self.ports = ports
         self.ingest = ingest
         self.host = host
         self.idle_timeout_s = idle_timeout_s
         self.max_errors = max_errors
+        self.transports = transports
+        self.reuse_port = reuse_port
         self.tcp: list[TcpListener] = []
         self.udp: list[UdpListener] = []
         self.http: list[_HttpListener] = []
@@ -56,16 +62,17 @@ class Gateway:
                 log.info("%s listener is off", proto.name)
                 continue
             port = max(port, 0)
-            if "tcp" in proto.transports:
-                tcp = TcpListener(proto, self.ingest, self.host, port,
-                                  idle_timeout_s=self.idle_timeout_s, max_errors=self.max_errors)
+            wanted = self.transports.intersection(proto.transports)
+            if "tcp" in wanted:
+                tcp = TcpListener(proto, self.ingest, self.host, port, idle_timeout_s=self.idle_timeout_s,
+                                  max_errors=self.max_errors, reuse_port=self.reuse_port)
                 await tcp.start()
                 self.tcp.append(tcp)
-            if "udp" in proto.transports:
+            if "udp" in wanted:
                 udp = UdpListener(proto, self.ingest, self.host, port, self.max_errors)
                 await udp.start()
                 self.udp.append(udp)
-            if "http" in proto.transports:
+            if "http" in wanted:
                 server = server_for(ingest_app(proto, self.ingest), self.host, port)
                 listener = _HttpListener(proto, port, server)
                 listener.task = asyncio.create_task(server.serve(), name=f"http-{proto.name}")
@@ -83,7 +90,7 @@ class Gateway:
         for t in self.tcp:
             up = t.server is not None and t.server.is_serving()
             rows.append({"protocol": t.protocol.name, "transport": "tcp", "port": t.port, "up": up,
-                         "connections": len(t.connections)})
+                         "connections": len(t.connections), "peak_connections": t.peak_connections})
         for u in self.udp:
             up = u.transport is not None and not u.transport.is_closing()
             rows.append({"protocol": u.protocol.name, "transport": "udp", "port": u.port, "up": up,

@@ -29,6 +29,7 @@ class TcpListener:
         *,
         idle_timeout_s: float = 1800.0,
         max_errors: int = 5,
+        reuse_port: bool = False,
     ) -> None:
         self.protocol = protocol
         self.ingest = ingest
@@ -39,9 +40,14 @@ class TcpListener:
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task[None]] = set()
         self.accepted = 0
+        self.peak_connections = 0
+        # Gateway worker processes (gateway.workers) each bind the same port; the kernel spreads
+        # new connections over them.
+        self.reuse_port = reuse_port
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._on_connect, self.host, self.port, backlog=4096)
+        self.server = await asyncio.start_server(self._on_connect, self.host, self.port, backlog=4096,
+                                                 reuse_port=self.reuse_port or None)
         if self.port == 0:
             self.port = self.server.sockets[0].getsockname()[1]
         log.info("%s listening on tcp %s:%d", self.protocol.name, self.host, self.port)
@@ -51,6 +57,7 @@ class TcpListener:
         assert task is not None
         self.connections.add(task)
         self.accepted += 1
+        self.peak_connections = max(self.peak_connections, len(self.connections))
         host, port = (writer.get_extra_info("peername") or ("?", "?"))[:2]
         peer = f"{host}:{port}"
         try:
