@@ -32,6 +32,8 @@ from bench.dbsetup import scratch_database
 from gateway.ingest import Ingest
 from gateway.processing import ProcessingRunner
 from gateway.service import EPHEMERAL, Gateway
+from gateway.worker import WorkerConfig
+from gateway.workers import GatewayWorkers
 from protocols import gt06
 from protocols.model import Position
 from simulators.gt06_load import T0, imei_for, raise_fd_limit
@@ -153,6 +155,48 @@ async def _sample_connections(gateway: Gateway, peak: list[int]) -> None:
         await asyncio.sleep(0.02)
 
 
+async def workers_run(url: str, devices: int, positions: int, workers_n: int, processing: bool,
+                      load_processes: int, login_timeout_s: float) -> dict[str, Any]:
+    """The same load against gateway worker processes, as ``fieldtrack serve`` runs them with
+    FIELDTRACK_GATEWAY_WORKERS: each worker its own TCP listener on the shared port, pool, writer."""
+    import tempfile
+
+    pool = db.open_pool(url, 4)
+    await pool.open()
+    runner = ProcessingRunner(pool) if processing else None
+    runner_task = asyncio.create_task(runner.run()) if runner else None
+    template = WorkerConfig(0, url, tempfile.mkdtemp(prefix="ft-bench-spool-"), {"gt06": EPHEMERAL},
+                            host="127.0.0.1", status_interval_s=0.1, log_level="WARNING")
+    workers = GatewayWorkers(workers_n, template, on_wake=runner.wake if runner else None)
+    await workers.start()
+    load = merge_loads(await load_run(workers.ports["gt06"], devices, positions, load_processes,
+                                      login_timeout_s))
+    await workers.stop()
+    finals = [w.last_status or {} for w in workers.workers]
+    # Each worker counts its own peak; every device logs in before any reports or leaves (the
+    # load's start signal), so their sum is the number held at once.
+    load["server_connections_per_worker"] = [sum(r.get("peak_connections", 0) for r in f.get("listeners", []))
+                                             for f in finals]
+    load["server_connections_peak"] = sum(load["server_connections_per_worker"])
+    if runner is not None and runner_task is not None:
+        t = time.perf_counter()
+        while await _dirty(url):  # noqa: ASYNC110 - the state is in the database
+            await asyncio.sleep(0.05)
+        load["processing_catch_up_s"] = time.perf_counter() - t
+        load["processed"] = runner.stats.positions
+        runner.stop()
+        await runner_task
+    await pool.close()
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM positions").fetchone()
+    load["committed"] = int(row[0]) if row else 0
+    load["batches"] = sum(int(f.get("batches", 0)) for f in finals)
+    main_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load["server_rss_mb"] = main_rss + sum(float(f.get("rss_mb", 0.0)) for f in finals)
+    load["server_processes"] = 1 + workers_n
+    return load
+
+
 async def gateway_run(url: str, devices: int, positions: int, processing: bool = False,
                       load_processes: int = 1, login_timeout_s: float = 120.0) -> dict[str, Any]:
     pool = db.open_pool(url, 4)
@@ -196,6 +240,7 @@ async def gateway_run(url: str, devices: int, positions: int, processing: bool =
     load["committed"] = int(row[0]) if row else 0
     load["batches"] = writer.stats.batches
     load["server_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load["server_processes"] = 1
     return load
 
 
@@ -214,6 +259,9 @@ def main() -> None:
                         help="run the processing runner in the same process, as `fieldtrack serve` does")
     parser.add_argument("--load-processes", type=int, default=0,
                         help=f"load processes (default: one per {DEVICES_PER_LOAD_PROCESS:,} devices)")
+    parser.add_argument("--gateway-workers", type=int, default=0,
+                        help="serve the devices from this many gateway worker processes (as"
+                        " FIELDTRACK_GATEWAY_WORKERS); 0: in the benchmark's own process")
     parser.add_argument("--login-timeout", type=float, default=120.0,
                         help="seconds the load waits for every device to log in before it starts anyway")
     args = parser.parse_args()
@@ -223,21 +271,27 @@ def main() -> None:
         asyncio.run(db.prepare(url, TimescalePolicy()))
         device_ids = register(url, args.devices)
         copy_rate = baseline_copy(url, device_ids, args.positions)
+        if args.gateway_workers > 0:
+            job = workers_run(url, args.devices, args.positions, args.gateway_workers, args.processing,
+                              processes, args.login_timeout)
+        else:
+            job = gateway_run(url, args.devices, args.positions, args.processing, processes,
+                              args.login_timeout)
         try:
             import uvloop
 
-            load = uvloop.run(gateway_run(url, args.devices, args.positions, args.processing, processes,
-                                          args.login_timeout))
+            runner: Any = uvloop.run
         except ImportError:
-            load = asyncio.run(gateway_run(url, args.devices, args.positions, args.processing, processes,
-                                           args.login_timeout))
+            runner = asyncio.run
+        load = runner(job)
     total = args.devices * args.positions
     rate = load["acked"] / load["elapsed_s"] if load["elapsed_s"] else 0.0
     print(f"ingest benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
           f"{platform.python_version()}  database: {where}")
     print(f"  devices (TCP connections) {args.devices}, positions per device {args.positions}, total {total}")
     print(f"  connections: {load['logged_in_at_start']} logged in when reporting started;"
-          f" held at peak: {load['server_connections_peak']} by the server,"
+          f" held at peak: {load['server_connections_peak']} by the server"
+          f" ({load['server_processes']} process{'es' if load['server_processes'] > 1 else ''}),"
           f" {load['client_open_peak']} open by the load generator")
     print(f"  load generator: {load['load_processes']} processes; descriptor limit (RLIMIT_NOFILE)"
           f" server {fd_soft}/{fd_hard} soft/hard, each load process {load['load_fd_limit']}")
@@ -246,6 +300,9 @@ def main() -> None:
     print(f"  end to end: {rate:,.0f} positions/s acked in {load['elapsed_s']:.2f} s"
           f" ({load['batches']} writer batches)")
     print(f"  ack latency p50 {load['ack_p50_ms']:.1f} ms, p99 {load['ack_p99_ms']:.1f} ms")
+    if "server_connections_per_worker" in load:
+        print(f"  gateway workers: {args.gateway_workers}; peak connections per worker"
+              f" {load['server_connections_per_worker']}")
     print(f"  RSS: server {load['server_rss_mb']:.0f} MB, load generator {load['rss_mb']:.0f} MB"
           f" (sum of {load['load_processes']} processes)")
     print(f"  baseline raw binary COPY of the same rows: {copy_rate:,.0f} rows/s")

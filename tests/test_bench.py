@@ -114,8 +114,19 @@ def test_ingest_benchmark_splits_the_load_over_processes(pg_server_url: str) -> 
                        database_url=pg_server_url)
     assert "21 acked, 21 committed, 0 errors" in stdout
     # Every device logs in before the first report, so the server holds all 7 at once.
-    assert "7 logged in when reporting started; held at peak: 7 by the server, 7 open" in stdout
+    assert "7 logged in when reporting started; held at peak: 7 by the server (1 process), 7 open" in stdout
     assert "load generator: 2 processes" in stdout
+
+
+def test_ingest_benchmark_runs_against_gateway_workers(pg_server_url: str) -> None:
+    stdout = run_bench("ingest", "--devices", "12", "--positions", "3", "--gateway-workers", "2",
+                       "--processing", database_url=pg_server_url)
+    assert "36 acked, 36 committed, 0 errors" in stdout
+    assert "12 logged in when reporting started; held at peak: 12 by the server (3 processes)" in stdout
+    per_worker = re.search(r"gateway workers: 2; peak connections per worker \[(\d+), (\d+)\]", stdout)
+    assert per_worker is not None, stdout
+    assert int(per_worker[1]) + int(per_worker[2]) == 12
+    assert "processing in the same process: 36 positions processed" in stdout
 
 
 def test_load_slices_cover_every_device_once() -> None:
