@@ -178,18 +178,9 @@ async def workers_run(url: str, devices: int, positions: int, workers_n: int, pr
     load["server_connections_per_worker"] = [sum(r.get("peak_connections", 0) for r in f.get("listeners", []))
                                              for f in finals]
     load["server_connections_peak"] = sum(load["server_connections_per_worker"])
-    if runner is not None and runner_task is not None:
-        t = time.perf_counter()
-        while await _dirty(url):  # noqa: ASYNC110 - the state is in the database
-            await asyncio.sleep(0.05)
-        load["processing_catch_up_s"] = time.perf_counter() - t
-        load["processed"] = runner.stats.positions
-        runner.stop()
-        await runner_task
+    await _finish(url, load, runner, runner_task)
     await pool.close()
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM positions").fetchone()
-    load["committed"] = int(row[0]) if row else 0
+    load["committed"] = _committed(url)
     load["batches"] = sum(int(f.get("batches", 0)) for f in finals)
     main_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load["server_rss_mb"] = main_rss + sum(float(f.get("rss_mb", 0.0)) for f in finals)
@@ -225,23 +216,33 @@ async def gateway_run(url: str, devices: int, positions: int, processing: bool =
     await gateway.close()
     await writer.close()
     await writer_task
-    if runner is not None and runner_task is not None:
-        # The load is acked; how long until every position is also processed.
-        t = time.perf_counter()
-        while await _dirty(url):  # noqa: ASYNC110 - the state is in the database
-            await asyncio.sleep(0.05)
-        load["processing_catch_up_s"] = time.perf_counter() - t
-        load["processed"] = runner.stats.positions
-        runner.stop()
-        await runner_task
+    await _finish(url, load, runner, runner_task)
     await pool.close()
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM positions").fetchone()
-    load["committed"] = int(row[0]) if row else 0
+    load["committed"] = _committed(url)
     load["batches"] = writer.stats.batches
     load["server_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load["server_processes"] = 1
     return load
+
+
+async def _finish(url: str, load: dict[str, Any], runner: ProcessingRunner | None,
+                  runner_task: asyncio.Task[None] | None) -> None:
+    """The load is acked; with a runner, how long until every position is also processed."""
+    if runner is None or runner_task is None:
+        return
+    t = time.perf_counter()
+    while await _dirty(url):  # noqa: ASYNC110 - the state is in the database
+        await asyncio.sleep(0.05)
+    load["processing_catch_up_s"] = time.perf_counter() - t
+    load["processed"] = runner.stats.positions
+    runner.stop()
+    await runner_task
+
+
+def _committed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM positions").fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _dirty(url: str) -> int:

@@ -70,3 +70,12 @@ def database_url(pg_server_url: str, template_db: str) -> Iterator[str]:
         yield make_conninfo(pg_server_url, dbname=name)
     finally:
         _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A scratch folder under /tmp with a short name: an embedded server's socket path (inside a
+    data folder) must stay under 107 bytes, which pytest's tmp_path can exceed."""
+    folder = Path(tempfile.mkdtemp(prefix="ft-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -8,22 +8,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
-import pytest
 
 from fieldtrack.demo import MOVEMENT, PARK_S
 from fieldtrack.settings import DEFAULT_PORTS
@@ -134,13 +130,6 @@ class Demo:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="ft-demo-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _iso(t: datetime) -> str:

@@ -3,30 +3,18 @@ graceful SIGTERM."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from protocols.gt06 import encode_gps, encode_login
 from tests.proxy import proxied
 from tests.serverproc import ServerProcess
 
 T = 1_763_900_000
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    # Under /tmp with a short name: the embedded server's socket path must stay under 107 bytes.
-    folder = Path(tempfile.mkdtemp(prefix="ft-e2e-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_serve_on_embedded_database(short_tmp: Path) -> None:

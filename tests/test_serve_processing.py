@@ -7,17 +7,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.ports import free_port
 from tests.serverproc import ServerProcess
@@ -47,13 +43,6 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="ft-e2p-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def send(server: ServerProcess, second: int, north_m: float, speed_kmh: float) -> None:
