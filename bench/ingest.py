@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from bench.dbsetup import scratch_database
+from fieldtrack.settings import Settings
 from gateway.ingest import Ingest
 from gateway.processing import ProcessingRunner
 from gateway.service import EPHEMERAL, Gateway
@@ -43,6 +44,9 @@ from storage.rows import COPY_TYPES, StoredPosition
 from storage.spool import Spool
 from storage.timescale import TimescalePolicy
 from storage.writer import PositionWriter
+
+# As `fieldtrack serve` runs the processing runner.
+PROCESSING_CONCURRENCY = Settings().processing_concurrency
 
 
 def register(url: str, devices: int) -> list[int]:
@@ -163,7 +167,7 @@ async def workers_run(url: str, devices: int, positions: int, workers_n: int, pr
 
     pool = db.open_pool(url, 4)
     await pool.open()
-    runner = ProcessingRunner(pool) if processing else None
+    runner = ProcessingRunner(pool, concurrency=PROCESSING_CONCURRENCY) if processing else None
     runner_task = asyncio.create_task(runner.run()) if runner else None
     template = WorkerConfig(0, url, tempfile.mkdtemp(prefix="ft-bench-spool-"), {"gt06": EPHEMERAL},
                             host="127.0.0.1", status_interval_s=0.1, log_level="WARNING")
@@ -190,7 +194,7 @@ async def workers_run(url: str, devices: int, positions: int, workers_n: int, pr
 
 async def gateway_run(url: str, devices: int, positions: int, processing: bool = False,
                       load_processes: int = 1, login_timeout_s: float = 120.0) -> dict[str, Any]:
-    pool = db.open_pool(url, 4)
+    pool = db.open_pool(url, 4 + PROCESSING_CONCURRENCY)
     await pool.open()
     store = DeviceStore(pool)
     directory = DeviceDirectory(store)
@@ -199,7 +203,7 @@ async def gateway_run(url: str, devices: int, positions: int, processing: bool =
 
     writer = PositionWriter(pool, Spool(Path(tempfile.mkdtemp(prefix="ft-bench-spool-"))))
     writer_task = asyncio.create_task(writer.run())
-    runner = ProcessingRunner(pool) if processing else None
+    runner = ProcessingRunner(pool, concurrency=PROCESSING_CONCURRENCY) if processing else None
     runner_task = asyncio.create_task(runner.run()) if runner else None
     if runner is not None:
         writer.on_new_positions = runner.wake

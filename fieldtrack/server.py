@@ -47,6 +47,8 @@ class FieldtrackServer:
         self.settings = settings
         self.embedded: EmbeddedPostgres | None = None
         self.pool: AsyncConnectionPool | None = None
+        # The processing runner's own connections: its lanes must not starve the writer or the API.
+        self.processing_pool: AsyncConnectionPool | None = None
         self.writer: PositionWriter | None = None
         self.gateway: Gateway | None = None
         self.workers: GatewayWorkers | None = None
@@ -96,7 +98,10 @@ class FieldtrackServer:
                                      linger_s=s.batch_linger_s, queue_rows=s.writer_queue_rows)
         self._tasks.append(asyncio.create_task(self.writer.run(), name="writer"))
         self._tasks.append(asyncio.create_task(self.writer.drain_spool(), name="spool-drain"))
-        self.processing = ProcessingRunner(self.pool, FenceCache(GeofenceStore(self.pool)), on_events=enqueue)
+        self.processing_pool = db.open_pool(url, s.processing_concurrency)
+        await self.processing_pool.open(wait=True)
+        self.processing = ProcessingRunner(self.processing_pool, FenceCache(GeofenceStore(self.pool)),
+                                           on_events=enqueue, concurrency=s.processing_concurrency)
         self.writer.on_new_positions = self.processing.wake
         self._tasks.append(asyncio.create_task(self.processing.run(), name="processing"))
         self.webhooks = WebhookDispatcher(WebhookOutbox(self.pool))
@@ -232,6 +237,8 @@ class FieldtrackServer:
             if task.get_name() in ("spool-drain", "retired-spools"):
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.processing_pool is not None:
+            await self.processing_pool.close()
         if self.pool is not None:
             await self.pool.close()
         if self.embedded is not None:

@@ -58,6 +58,8 @@ class Settings:
     batch_linger_s: float = 0.005
     writer_queue_rows: int = 100_000
     db_pool_size: int = 4
+    # Devices the processing runner works on at once (each on its own connection): bench/RESULTS.md.
+    processing_concurrency: int = 3
     chunk_interval: str = "1 day"
     compress_after: str | None = "7 days"
     retain_for: str | None = None

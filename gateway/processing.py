@@ -71,13 +71,22 @@ class RunnerStats:
 
 class ProcessingRunner:
     def __init__(self, pool: AsyncConnectionPool, fences: FenceLoader | None = None,
-                 on_events: EnqueueHook | None = None, chunk: int = CHUNK) -> None:
+                 on_events: EnqueueHook | None = None, chunk: int = CHUNK, concurrency: int = 1) -> None:
+        """``concurrency``: devices processed at once, each on its own pooled connection. A device
+        costs about a dozen round trips however few its new positions, so a large fleet reporting
+        a few fixes each is bound by waiting on the database, which lanes overlap."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.pool = pool
         self.fences = fences
         self.on_events = on_events
         self.chunk = chunk
+        self.concurrency = concurrency
         self.stats = RunnerStats()
         self._pending: set[int] = set()
+        # Devices a lane is processing now, and those woken again meanwhile (done after it).
+        self._active: set[int] = set()
+        self._again: set[int] = set()
         # Devices whose processing raised: retried after a pause, not in a tight loop.
         self._held: dict[int, float] = {}
         self._wake = asyncio.Event()
@@ -104,12 +113,7 @@ class ProcessingRunner:
                     async with self.pool.connection() as conn:
                         self._pending.update(await derived.dirty_devices(conn))
                     backlog = False
-                while self._pending and not self._stopping:
-                    device_id = self._pending.pop()
-                    if self._held.get(device_id, 0.0) > time.monotonic():
-                        continue  # the periodic sweep brings it back after the pause
-                    self._held.pop(device_id, None)
-                    await self.process(device_id)
+                await self._drain_pending()
             except (psycopg.OperationalError, OSError, StorageUnavailable) as exc:
                 self._failed(exc)
                 backlog = True
@@ -122,6 +126,37 @@ class ProcessingRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 5.0)
                 backlog = backlog or not self._pending  # a periodic sweep catches other processes' work
+
+    async def _drain_pending(self) -> None:
+        """Process every pending device, ``concurrency`` at a time; an outage stops all lanes
+        (what they held stays dirty in the database and the sweep after the outage finds it)."""
+        lanes = [asyncio.create_task(self._lane()) for _ in range(self.concurrency)]
+        try:
+            await asyncio.gather(*lanes)
+        except BaseException:
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            raise
+
+    async def _lane(self) -> None:
+        while self._pending and not self._stopping:
+            device_id = self._pending.pop()
+            if self._held.get(device_id, 0.0) > time.monotonic():
+                continue  # the periodic sweep brings it back after the pause
+            if device_id in self._active:
+                # Another lane has it: its advisory lock would only make this lane wait.
+                self._again.add(device_id)
+                continue
+            self._held.pop(device_id, None)
+            self._active.add(device_id)
+            try:
+                await self.process(device_id)
+            finally:
+                self._active.discard(device_id)
+                if device_id in self._again:
+                    self._again.discard(device_id)
+                    self._pending.add(device_id)
 
     async def sweep_presence(self) -> int:
         """Online/offline changes as of now, as events (announced like the others)."""

@@ -168,9 +168,17 @@ class GatewayWorkers:
         worker.restarts += 1
         log.error("gateway worker %d (pid %d) exited with code %s; restarting in %.0f s",
                   worker.index, proc.pid, code, delay)
-        await asyncio.sleep(delay)
-        if not self._stopping:
-            await self._spawn(worker)
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn(worker)
+                return
+            except OSError as exc:  # no process could be made (out of memory, of pids)
+                delay = 30.0
+                log.error("gateway worker %d not restarted (%s); trying again in %.0f s",
+                          worker.index, exc, delay)
 
     async def stop(self) -> None:
         """SIGTERM every worker (each finishes its in-flight frames and flushes), then wait."""

@@ -198,3 +198,11 @@ def test_load_generator_alone_keeps_its_command_line() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert (result["acked"], result["errors"], result["logged_in_at_start"]) == (12, 0, 3)
     assert sum(result["latency_hist_0.1ms"].values()) == 12 and result["ack_p99_ms"] >= result["ack_p50_ms"]
+
+
+def test_fleet_processing_benchmark_runs(pg_server_url: str) -> None:
+    stdout = run_bench("fleet_processing", "--devices", "6", "--positions", "4", "--concurrency", "1,3",
+                       database_url=pg_server_url)
+    assert "concurrency 1: 24 positions processed" in stdout
+    assert "concurrency 3: 24 positions processed" in stdout
+    assert "baseline raw binary COPY of one round's rows" in stdout

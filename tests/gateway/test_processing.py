@@ -314,3 +314,57 @@ async def test_checkpoints_are_thinned_and_late_data_still_replays_exactly(
     got, want = derived(database_url, ids["daily"]), derived(database_url, ids["straight"])
     assert len(want["trips"]) == 2 * 45
     assert got == want
+
+
+class _WatchedRunner(ProcessingRunner):
+    """Counts how many devices were in process at once."""
+
+    peak = 0
+
+    async def process(self, device_id: int) -> None:
+        self.peak = max(self.peak, len(self._active))
+        await super().process(device_id)
+
+
+async def test_lanes_give_the_same_results_as_one_device_at_a_time(database_url: str) -> None:
+    """Several devices processed at once, woken in batches while the lanes run (so a device is
+    woken again while a lane holds it): every derived record equals the one-at-a-time result."""
+    rows = bus_rows()
+    buses = sorted({r["vehicle_id"] for r in rows})
+    one = register(database_url, [f"one-{b}" for b in buses])
+    many = register(database_url, [f"many-{b}" for b in buses])
+    pool = db.open_pool(database_url, 5)
+    await pool.open()
+    try:
+        await store(database_url, [stored(one[f"one-{r['vehicle_id']}"], r)
+                                   for r in sorted(rows, key=lambda r: r["timestamp"])])
+        await drain(ProcessingRunner(pool), one.values())
+        lanes = _WatchedRunner(pool, concurrency=4, chunk=50)
+        task = asyncio.create_task(lanes.run())
+        try:
+            for start in range(0, len(rows), 150):
+                batch = rows[start:start + 150]
+                await store(database_url, [stored(many[f"many-{r['vehicle_id']}"], r) for r in batch])
+                lanes.wake({many[f"many-{r['vehicle_id']}"] for r in batch})
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            await asyncio.wait_for(lanes.idle(), 60)
+        finally:
+            lanes.stop()
+            await asyncio.wait_for(task, 30)
+    finally:
+        await pool.close()
+    assert lanes.peak >= 2, "the lanes never overlapped"
+    trips = 0
+    for bus in buses:
+        expected = derived(database_url, one[f"one-{bus}"])
+        assert derived(database_url, many[f"many-{bus}"]) == expected, f"bus {bus}"
+        trips += len(expected["trips"])
+    assert trips > 0
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM processing_dirty").fetchone() == (0,)
+
+
+def test_concurrency_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ProcessingRunner(None, concurrency=0)  # type: ignore[arg-type]
