@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from storage.embedded import EmbeddedPostgres
+from storage.rows import COPY_TYPES
 
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -53,3 +55,23 @@ def scratch_database() -> Iterator[tuple[str, str]]:
             embedded.stop()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+_COPY_COLUMNS = ("device_id, fix_time, fingerprint, server_time, device_time, latitude, longitude, valid,"
+                 " speed_kmh, course_deg, altitude_m, accuracy_m, hdop, protocol, attributes")
+
+
+def raw_copy_seconds(url: str, rows: Sequence[tuple[object, ...]]) -> float:
+    """The benchmarks' common baseline: seconds for one binary COPY of ``rows`` (``StoredPosition.row()``
+    tuples) into a bare copy of the positions table, dropped afterwards."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE positions_baseline (LIKE positions INCLUDING ALL)")
+        conn.execute("ALTER TABLE positions_baseline ALTER COLUMN attributes TYPE text")
+        t = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(
+                f"COPY positions_baseline ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(COPY_TYPES))
+            for r in rows:
+                copy.write_row(r)
+        elapsed = time.perf_counter() - t
+        conn.execute("DROP TABLE positions_baseline")
+    return elapsed

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from bench.dbsetup import scratch_database
+from bench.dbsetup import raw_copy_seconds, scratch_database
 from bench.processors import reno_positions
 from gateway.processing import ProcessingRunner
 from storage import db
-from storage.rows import COPY_TYPES, StoredPosition
+from storage.rows import StoredPosition
 from storage.timescale import TimescalePolicy
 from storage.writer import insert_rows
 
@@ -37,23 +37,6 @@ def register(url: str, devices: int) -> list[int]:
             for k in range(devices):
                 copy.write_row((f"fleet-{k}", f"fleet {k}"))
         return [r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id").fetchall()]
-
-
-def copy_rate(url: str, rows: list[StoredPosition]) -> float:
-    cols = ("device_id, fix_time, fingerprint, server_time, device_time, latitude, longitude, valid,"
-            " speed_kmh, course_deg, altitude_m, accuracy_m, hdop, protocol, attributes")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE positions_baseline (LIKE positions INCLUDING ALL)")
-        conn.execute("ALTER TABLE positions_baseline ALTER COLUMN attributes TYPE text")
-        t = time.perf_counter()
-        with conn.transaction(), conn.cursor().copy(
-                f"COPY positions_baseline ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(list(COPY_TYPES))
-            for r in rows:
-                copy.write_row(r.row())
-        elapsed = time.perf_counter() - t
-        conn.execute("DROP TABLE positions_baseline")
-    return len(rows) / elapsed
 
 
 async def rounds(url: str, ids: list[int], per_device: int,
@@ -74,7 +57,8 @@ async def rounds(url: str, ids: list[int], per_device: int,
             stretch = drive[k * per_device:(k + 1) * per_device]
             rows = [StoredPosition(d, f"fleet-{d}", "nmea", now, p) for d in ids for p in stretch]
             if k == 0:
-                baseline = await asyncio.to_thread(copy_rate, url, rows)
+                copy_s = await asyncio.to_thread(raw_copy_seconds, url, [r.row() for r in rows])
+                baseline = len(rows) / copy_s
             async with pool.connection() as conn:
                 for start in range(0, len(rows), 5000):
                     await insert_rows(conn, rows[start:start + 5000])

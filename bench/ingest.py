@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from bench.dbsetup import scratch_database
+from bench.dbsetup import raw_copy_seconds, scratch_database
 from fieldtrack.settings import Settings
 from gateway.ingest import Ingest
 from gateway.processing import ProcessingRunner
@@ -40,7 +40,7 @@ from protocols.model import Position
 from simulators.gt06_load import T0, imei_for, raise_fd_limit
 from storage import db
 from storage.devices import DeviceDirectory, DeviceStore
-from storage.rows import COPY_TYPES, StoredPosition
+from storage.rows import StoredPosition
 from storage.spool import Spool
 from storage.timescale import TimescalePolicy
 from storage.writer import PositionWriter
@@ -67,20 +67,7 @@ def baseline_copy(url: str, device_ids: list[int], positions: int) -> float:
                                 attributes={"satellites": 8, "ignition": False})).row()
         for k, did in enumerate(device_ids) for i in range(positions)
     ]
-    cols = "device_id, fix_time, fingerprint, server_time, device_time, latitude, longitude, valid," \
-           " speed_kmh, course_deg, altitude_m, accuracy_m, hdop, protocol, attributes"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE positions_baseline (LIKE positions INCLUDING ALL)")
-        conn.execute("ALTER TABLE positions_baseline ALTER COLUMN attributes TYPE text")
-        t = time.perf_counter()
-        with conn.transaction(), conn.cursor().copy(
-                f"COPY positions_baseline ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(list(COPY_TYPES))
-            for r in rows:
-                copy.write_row(r)
-        elapsed = time.perf_counter() - t
-        conn.execute("DROP TABLE positions_baseline")
-    return len(rows) / elapsed
+    return len(rows) / raw_copy_seconds(url, rows)
 
 
 DEVICES_PER_LOAD_PROCESS = 10_000

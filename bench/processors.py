@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.dbsetup import scratch_database
+from bench.dbsetup import raw_copy_seconds, scratch_database
 from gateway.processing import ProcessingRunner
 from processors import pipeline
 from processors.fences import Fence, FenceIndex, fence_from_geojson
@@ -31,7 +31,7 @@ from processors.geo import haversine_m
 from protocols import nmea
 from protocols.model import Position, Session
 from storage import db
-from storage.rows import COPY_TYPES, StoredPosition
+from storage.rows import StoredPosition
 from storage.timescale import TimescalePolicy
 from storage.writer import insert_rows
 
@@ -121,19 +121,7 @@ async def runner_end_to_end(url: str, positions: list[Position], devices: int) -
         runner_s = time.perf_counter() - t
     finally:
         await pool.close()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE positions_baseline (LIKE positions INCLUDING ALL)")
-        conn.execute("ALTER TABLE positions_baseline ALTER COLUMN attributes TYPE text")
-        cols = ("device_id, fix_time, fingerprint, server_time, device_time, latitude, longitude, valid,"
-                " speed_kmh, course_deg, altitude_m, accuracy_m, hdop, protocol, attributes")
-        t = time.perf_counter()
-        with conn.transaction(), conn.cursor().copy(
-                f"COPY positions_baseline ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(list(COPY_TYPES))
-            for r in rows:
-                copy.write_row(r.row())
-        copy_s = time.perf_counter() - t
-        conn.execute("DROP TABLE positions_baseline")
+    copy_s = raw_copy_seconds(url, [r.row() for r in rows])
     return runner_s, copy_s, len(rows)
 
 
