@@ -22,6 +22,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -103,7 +104,26 @@ class _Reporter:
             self.send({"wake": ids})
 
 
-def _status(cfg: WorkerConfig, gateway: Gateway, writer: PositionWriter, ready: bool) -> dict[str, Any]:
+class _SpoolCount:
+    """Rows waiting in the spool, recounted at most every ``every_s``: counting reads every
+    segment, and during a long outage the spool can hold millions of rows."""
+
+    def __init__(self, spool: Spool, every_s: float = 30.0) -> None:
+        self.spool = spool
+        self.every_s = every_s
+        self._rows = 0
+        self._at = float("-inf")
+
+    def rows(self) -> int:
+        if self.spool.is_empty():
+            self._rows, self._at = 0, float("-inf")
+        elif time.monotonic() - self._at >= self.every_s:
+            self._rows, self._at = self.spool.row_count(), time.monotonic()
+        return self._rows
+
+
+def _status(cfg: WorkerConfig, gateway: Gateway, writer: PositionWriter, pending: _SpoolCount,
+            ready: bool) -> dict[str, Any]:
     stats = writer.stats
     return {
         "status": {
@@ -115,7 +135,7 @@ def _status(cfg: WorkerConfig, gateway: Gateway, writer: PositionWriter, ready: 
             "duplicates": stats.duplicates,
             "batches": stats.batches,
             "spooled": stats.spooled,
-            "spool_pending_rows": 0 if writer.spool.is_empty() else writer.spool.row_count(),
+            "spool_pending_rows": pending.rows(),
             "db_up": stats.db_up,
             "refused_unknown": gateway.ingest.refused,
             "dropped_off_hours": gateway.ingest.dropped_off_hours,
@@ -124,7 +144,7 @@ def _status(cfg: WorkerConfig, gateway: Gateway, writer: PositionWriter, ready: 
     }
 
 
-async def _open_directory(store: DeviceStore, directory: DeviceDirectory, stop: asyncio.Event) -> bool:
+async def _open_directory(directory: DeviceDirectory, stop: asyncio.Event) -> bool:
     """Load the device directory, retrying while the database is away; False if told to stop."""
     delay = 1.0
     while not stop.is_set():
@@ -148,10 +168,11 @@ async def _refresh_directory(directory: DeviceDirectory, every_s: float) -> None
             log.warning("device directory not refreshed (%s); keeping the last one", exc)
 
 
-async def _report(cfg: WorkerConfig, reporter: _Reporter, gateway: Gateway, writer: PositionWriter) -> None:
+async def _report(cfg: WorkerConfig, reporter: _Reporter, gateway: Gateway, writer: PositionWriter,
+                  pending: _SpoolCount) -> None:
     while True:
         await asyncio.sleep(cfg.status_interval_s)
-        reporter.send(_status(cfg, gateway, writer, True))
+        reporter.send(_status(cfg, gateway, writer, pending, True))
 
 
 def _watch_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -178,12 +199,13 @@ async def serve(cfg: WorkerConfig, out: TextIO) -> None:
     await pool.open(wait=False)
     store = DeviceStore(pool)
     directory = DeviceDirectory(store)
-    if not await _open_directory(store, directory, stop):
+    if not await _open_directory(directory, stop):
         await pool.close()
         return
     writer = PositionWriter(pool, Spool(Path(cfg.spool_dir)), batch_max_rows=cfg.batch_max_rows,
                             linger_s=cfg.linger_s, queue_rows=cfg.queue_rows)
     writer.on_new_positions = reporter.wake
+    pending = _SpoolCount(writer.spool)
     ingest = Ingest(directory, store, writer, register_unknown=cfg.register_unknown,
                     api_hint=f"http://<server>:{cfg.api_port}", off_hours=OffHoursPolicy(pool))
     protocols = [PROTOCOLS[name] for name in cfg.protocols if name in PROTOCOLS]
@@ -193,8 +215,8 @@ async def serve(cfg: WorkerConfig, out: TextIO) -> None:
     helpers = [asyncio.create_task(writer.drain_spool(), name="spool-drain"),
                asyncio.create_task(_refresh_directory(directory, cfg.directory_refresh_s), name="refresh")]
     await gateway.start()
-    reporter.send(_status(cfg, gateway, writer, True))
-    helpers.append(asyncio.create_task(_report(cfg, reporter, gateway, writer), name="report"))
+    reporter.send(_status(cfg, gateway, writer, pending, True))
+    helpers.append(asyncio.create_task(_report(cfg, reporter, gateway, writer, pending), name="report"))
     await stop.wait()
     log.info("worker %d stopping", cfg.index)
     await gateway.stop_accepting()
@@ -206,7 +228,7 @@ async def serve(cfg: WorkerConfig, out: TextIO) -> None:
     await asyncio.gather(*helpers, return_exceptions=True)
     if ingest.off_hours is not None:
         await ingest.off_hours.close()
-    reporter.send(_status(cfg, gateway, writer, False))
+    reporter.send(_status(cfg, gateway, writer, pending, False))
     await pool.close()
 
 
