@@ -55,7 +55,10 @@ class Gateway:
         self.udp: list[UdpListener] = []
         self.http: list[_HttpListener] = []
 
-    async def start(self) -> None:
+    async def start(self, accept: bool = True) -> None:
+        """Bind every listener. ``accept`` False binds the TCP ports without listening, so a
+        port that cannot be had fails now, before the caller's slower set-up; ``accept()`` then
+        opens them. UDP and HTTP listeners always start at once."""
         for proto in self.protocols:
             port = int(self.ports.get(proto.name, 0))
             if port == 0:
@@ -66,7 +69,7 @@ class Gateway:
             if "tcp" in wanted:
                 tcp = TcpListener(proto, self.ingest, self.host, port, idle_timeout_s=self.idle_timeout_s,
                                   max_errors=self.max_errors, reuse_port=self.reuse_port)
-                await tcp.start()
+                await tcp.start(accept)
                 self.tcp.append(tcp)
             if "udp" in wanted:
                 udp = UdpListener(proto, self.ingest, self.host, port, self.max_errors)
@@ -84,6 +87,10 @@ class Gateway:
                     raise RuntimeError(f"{name} HTTP listener on port {port} failed to start")
                 await asyncio.sleep(0.01)
             log.info("%s listening on http %s:%d", listener.protocol.name, self.host, listener.port)
+
+    async def accept(self) -> None:
+        for t in self.tcp:
+            await t.accept()
 
     def status(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []

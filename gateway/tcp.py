@@ -45,12 +45,22 @@ class TcpListener:
         # new connections over them.
         self.reuse_port = reuse_port
 
-    async def start(self) -> None:
+    async def start(self, accept: bool = True) -> None:
+        """Bind the port; with ``accept`` False the socket is not listening yet (see ``accept``)."""
         self.server = await asyncio.start_server(self._on_connect, self.host, self.port, backlog=4096,
-                                                 reuse_port=self.reuse_port or None)
+                                                 reuse_port=self.reuse_port or None, start_serving=accept)
         if self.port == 0:
             self.port = self.server.sockets[0].getsockname()[1]
-        log.info("%s listening on tcp %s:%d", self.protocol.name, self.host, self.port)
+        if accept:
+            log.info("%s listening on tcp %s:%d", self.protocol.name, self.host, self.port)
+
+    async def accept(self) -> None:
+        # Until listen(), the kernel sends a shared (SO_REUSEPORT) port's connections to the
+        # other processes bound to it, so a worker still loading its device directory gets none.
+        assert self.server is not None
+        if not self.server.is_serving():
+            await self.server.start_serving()
+            log.info("%s listening on tcp %s:%d", self.protocol.name, self.host, self.port)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

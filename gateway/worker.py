@@ -147,16 +147,27 @@ def _status(cfg: WorkerConfig, gateway: Gateway, writer: PositionWriter, pending
 async def _open_directory(directory: DeviceDirectory, stop: asyncio.Event) -> bool:
     """Load the device directory, retrying while the database is away; False if told to stop."""
     delay = 1.0
-    while not stop.is_set():
-        try:
-            await directory.load()
-            return True
-        except StorageUnavailable as exc:
-            log.error("database not reachable (%s); retrying in %.0f s", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            # Raced against the stop: a connection attempt to a database that is away can take
+            # the pool's whole timeout, and SIGTERM must not wait for it.
+            load = asyncio.ensure_future(directory.load())
+            await asyncio.wait({load, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not load.done():
+                load.cancel()
+                await asyncio.gather(load, return_exceptions=True)
+                return False
+            try:
+                load.result()
+                return True
+            except StorageUnavailable as exc:
+                log.error("database not reachable (%s); retrying in %.0f s", exc, delay)
+            await asyncio.wait({stopped}, timeout=delay)
             delay = min(delay * 2, 30.0)
-    return False
+        return False
+    finally:
+        stopped.cancel()
 
 
 async def _refresh_directory(directory: DeviceDirectory, every_s: float) -> None:
@@ -199,9 +210,6 @@ async def serve(cfg: WorkerConfig, out: TextIO) -> None:
     await pool.open(wait=False)
     store = DeviceStore(pool)
     directory = DeviceDirectory(store)
-    if not await _open_directory(directory, stop):
-        await pool.close()
-        return
     writer = PositionWriter(pool, Spool(Path(cfg.spool_dir)), batch_max_rows=cfg.batch_max_rows,
                             linger_s=cfg.linger_s, queue_rows=cfg.queue_rows)
     writer.on_new_positions = reporter.wake
@@ -211,10 +219,22 @@ async def serve(cfg: WorkerConfig, out: TextIO) -> None:
     protocols = [PROTOCOLS[name] for name in cfg.protocols if name in PROTOCOLS]
     gateway = Gateway(protocols, cfg.ports, ingest, host=cfg.host, idle_timeout_s=cfg.idle_timeout_s,
                       max_errors=cfg.max_errors, transports=frozenset({"tcp"}), reuse_port=True)
+    # Bound first: a port this worker cannot share fails the start at once, whatever the
+    # database is doing; devices are accepted only once the directory is loaded.
+    try:
+        await gateway.start(accept=False)
+    except OSError:
+        await gateway.stop_accepting()
+        await pool.close()
+        raise
+    if not await _open_directory(directory, stop):
+        await gateway.stop_accepting()
+        await pool.close()
+        return
     writer_task = asyncio.create_task(writer.run(), name="writer")
     helpers = [asyncio.create_task(writer.drain_spool(), name="spool-drain"),
                asyncio.create_task(_refresh_directory(directory, cfg.directory_refresh_s), name="refresh")]
-    await gateway.start()
+    await gateway.accept()
     reporter.send(_status(cfg, gateway, writer, pending, True))
     helpers.append(asyncio.create_task(_report(cfg, reporter, gateway, writer, pending), name="report"))
     await stop.wait()

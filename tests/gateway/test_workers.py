@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,16 +73,47 @@ async def test_workers_share_the_port_and_follow_device_changes(database_url: st
     assert all(w.process is not None and w.process.returncode == 0 for w in workers.workers)
 
 
-async def test_a_worker_that_cannot_bind_fails_the_start(database_url: str, tmp_path: Path) -> None:
-    # A port taken by a socket without SO_REUSEPORT: the workers cannot share it.
+@pytest.fixture
+def silent_database() -> Iterator[str]:
+    """A "database" that takes the connection and never answers: each attempt hangs until the
+    client's own timeout, the worst case of a database that is away."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{sock.getsockname()[1]}/x?connect_timeout=20"
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("database", ["up", "silent"])
+async def test_a_worker_that_cannot_bind_fails_the_start(database: str, database_url: str,
+                                                         silent_database: str, tmp_path: Path) -> None:
+    # A port taken by a socket without SO_REUSEPORT: the workers cannot share it. The ports are
+    # bound before the database is asked for anything, so this fails at once even when it hangs.
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     try:
-        template = WorkerConfig(0, database_url, str(tmp_path / "spool"), {"gt06": taken.getsockname()[1]},
+        url = database_url if database == "up" else silent_database
+        template = WorkerConfig(0, url, str(tmp_path / "spool"), {"gt06": taken.getsockname()[1]},
                                 host="127.0.0.1")
-        workers = GatewayWorkers(1, template, start_timeout_s=30)
+        workers = GatewayWorkers(1, template, start_timeout_s=60)
         with pytest.raises(RuntimeError, match="gateway worker 1 failed to start"):
             await workers.start()
     finally:
         taken.close()
+
+
+async def test_a_worker_waiting_for_the_database_stops_on_sigterm(silent_database: str,
+                                                                  tmp_path: Path) -> None:
+    template = WorkerConfig(0, silent_database, str(tmp_path / "spool"), {"gt06": EPHEMERAL},
+                            host="127.0.0.1")
+    # Its listener is bound but not listening: a device must not be taken before the worker
+    # knows which devices exist.
+    workers = GatewayWorkers(1, template, start_timeout_s=3, stop_timeout_s=15)
+    with pytest.raises(RuntimeError, match="gateway worker 1 not ready after 3 s"):
+        await workers.start()
+    # start() stopped it: SIGTERM ended it on its own, not the kill after stop_timeout_s.
+    proc = workers.workers[0].process
+    assert proc is not None and proc.returncode == 0
