@@ -8,10 +8,12 @@ import signal
 import sys
 from typing import Any
 
+from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from api.deps import ApiDeps
+from api.live import LiveHub
 from fieldtrack import __version__
 from fieldtrack.settings import Settings
 from gateway.fence_cache import FenceCache
@@ -53,6 +55,7 @@ class FieldtrackServer:
         self.gateway: Gateway | None = None
         self.workers: GatewayWorkers | None = None
         self.api: InLoopServer | None = None
+        self.app: FastAPI | None = None
         self.mqtt: MqttIngest | None = None
         self.processing: ProcessingRunner | None = None
         self.webhooks: WebhookDispatcher | None = None
@@ -133,6 +136,7 @@ class FieldtrackServer:
             # OwnTracks HTTP mode posts to the API port; the device is registered like any other.
             app.mount("/owntracks", ingest_app(PROTOCOLS["owntracks"], ingest, identity=owntracks_identity,
                                                ok_body=b"[]", ok_type="application/json"))
+            self.app = app
             self.api = server_for(app, s.api_host, s.api_port)
             self._tasks.append(asyncio.create_task(self.api.serve(), name="api"))
             while not self.api.started:
@@ -237,6 +241,11 @@ class FieldtrackServer:
             if task.get_name() in ("spool-drain", "retired-spools"):
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The live hub's LISTEN connection outlives the API's requests (the nearest-rep index keeps
+        # it); closed here, before the database, it does not log the shutdown as a lost connection.
+        hub: LiveHub | None = getattr(self.app.state, "live", None) if self.app is not None else None
+        if hub is not None:
+            await hub.close()
         if self.processing_pool is not None:
             await self.processing_pool.close()
         if self.pool is not None:

@@ -34,8 +34,16 @@ def test_serve_on_embedded_database(short_tmp: Path) -> None:
         status, latest = server.api("GET", "/api/positions/latest")
         assert status == 200 and [p["unique_id"] for p in latest] == ["phone-1"]
         assert abs(latest[0]["latitude"] - 52.37) < 1e-9
+        # Opens the live hub's LISTEN connection, which stays open until the server stops.
+        status, _near = server.api("GET", "/api/dispatch/nearest?lat=52.37&lon=4.89")
+        assert status == 200
     finally:
         assert server.terminate() == 0
+    # A clean stop logs no warning (the stranger's refusal is the only one expected): nothing
+    # still talks to the embedded database as it stops.
+    noisy = [line for line in server.log.read_text().splitlines()
+             if (" WARNING fieldtrack" in line or " ERROR " in line) and "refused unknown" not in line]
+    assert noisy == []
     assert (short_tmp / "data" / "pgdata" / "PG_VERSION").exists()
     assert not (short_tmp / "data" / "pgdata" / "postmaster.pid").exists(), "embedded database left running"
 
