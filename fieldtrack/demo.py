@@ -5,19 +5,22 @@ The demo starts the server exactly as ``fieldtrack serve`` does (embedded Postgr
 team, a ``demo-`` external id or unique id, or an ``@demo.example.com`` email, so a second start
 finds it and adds nothing twice), then drives each rep's phone (OsmAnd over HTTP) and vehicle
 tracker (GT06 over TCP) through the real listeners: ingest, processing and visit detection all run
-as they do for real devices. The customers are the simulator's own (simulators/shifts.py: the same
-seed gives the same customers and the same rounds), so the seeded plans are the visits the reps
-really make. API tokens are written once to ``<data folder>/demo-tokens.env`` and reused after.
+as they do for real devices; each rep's field app (simulators/field_app.py) checks in and out
+through the API once the clock runs live. The customers are the simulator's own
+(simulators/shifts.py: the same seed gives the same customers and the same rounds), so the seeded
+plans are the visits the reps really make. API tokens are written once to
+``<data folder>/demo-tokens.env`` and reused after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 from fieldtrack.server import FieldtrackServer
 from fieldtrack.settings import Settings
 from simulators.device import Counters, LinkSettings
+from simulators.field_app import Call, FieldApp, clock_timers, live_calls
 from simulators.movement import MovementConfig, to_latlon
 from simulators.runner import Target, device_for
 from simulators.shifts import CatchUpClock, ShiftPlan, ShiftTrack, shift_plan, shift_source
@@ -86,6 +90,7 @@ class Seeded:
     rep_ids: tuple[int, ...]
     device_ids: tuple[int, ...]
     plans_added: int
+    customer_ids: tuple[tuple[int, ...], ...] = ()  # per rep, in the order of the rep's plan
 
 
 def rep_seeds(origin: datetime) -> list[RepSeed]:
@@ -127,7 +132,7 @@ async def seed(pool: AsyncConnectionPool, reps: list[RepSeed], clock: CatchUpClo
                                              "manager@demo.example.com"))
         await conn.execute("INSERT INTO team_managers (team_id, user_id) VALUES (%s, %s)"
                            " ON CONFLICT DO NOTHING", (team, manager))
-        rep_ids, device_ids, added = [], [], 0
+        rep_ids, device_ids, added, customers = [], [], 0, []
         for rep in reps:
             rep_id = await _id(conn, user_sql, (rep.name, rep.email, "rep", team, rep.email))
             rep_ids.append(rep_id)
@@ -152,6 +157,7 @@ async def seed(pool: AsyncConnectionPool, reps: list[RepSeed], clock: CatchUpClo
                     " ON CONFLICT (external_id) DO NOTHING RETURNING id)"
                     " SELECT id FROM new UNION ALL SELECT id FROM customers WHERE external_id = %s",
                     (name, lat, lon, GRADES[k % len(GRADES)], ["demo"], team, rep_id, ext, ext)))
+            customers.append(tuple(customer_ids))
             for k, day in sorted(plan_days(rep, clock)):
                 cur = await conn.execute(
                     "INSERT INTO visits (customer_id, rep_id, team_id, day, purpose, status, source,"
@@ -161,7 +167,7 @@ async def seed(pool: AsyncConnectionPool, reps: list[RepSeed], clock: CatchUpClo
                     (customer_ids[k], rep_id, team, day, manager, rep_id, customer_ids[k], day))
                 added += cur.rowcount
     await _fences(pool, device_ids)
-    return Seeded(team, manager, tuple(rep_ids), tuple(device_ids), added)
+    return Seeded(team, manager, tuple(rep_ids), tuple(device_ids), added, tuple(customers))
 
 
 async def _fences(pool: AsyncConnectionPool, device_ids: list[int]) -> None:
@@ -231,7 +237,8 @@ def banner(settings: Settings, seeded: Seeded, tokens: dict[str, str], path: Pat
         f'Fieldtrack demo: team "{TEAM}" in Amsterdam: {MANAGER} (manager) and {len(seeded.rep_ids)} reps,'
         f" each with a phone (osmand) and a van tracker (gt06); {seeded.plans_added} new visit plans.",
         f"Simulated clock: the last {clock.backlog_s / 3600:g} h at {clock.speed:g}x (live after"
-        f" {clock.caught_up_after_s:.0f} s). Trips, stops and visits appear within a minute.",
+        f" {clock.caught_up_after_s:.0f} s). Trips, stops and visits appear within a minute; once live,"
+        f" the reps' phones check in at planned customers ({REPS[-1]} also tries from the road).",
         f"API tokens (admin, {', '.join(names)}) are in {path}",
         f"  admin: {tokens['FIELDTRACK_DEMO_ADMIN']}",
         "Try:",
@@ -239,19 +246,23 @@ def banner(settings: Settings, seeded: Seeded, tokens: dict[str, str], path: Pat
         f'  curl {auth} "{api}/visits?status=done"',
         f'  curl {auth} "{api}/reports/mileage?{span}"',
         f'  curl {auth} "{api}/dispatch/nearest?lat={CENTER[0]}&lon={CENTER[1]}"',
+        f'  curl {auth} "{api}/checkin-attempts"',
         f"API docs: http://{host}:{settings.api_port}/docs   Stop: Ctrl-C",
         "",
     ]
     return "\n".join(lines)
 
 
-async def _drive(settings: Settings, reps: list[RepSeed], clock: CatchUpClock, options: DemoOptions) -> None:
-    """Every rep's phone and tracker, on the same track (the phone rides in the van), until cancelled."""
+async def _drive(settings: Settings, reps: list[RepSeed], clock: CatchUpClock, options: DemoOptions,
+                 seeded: Seeded, tokens: dict[str, str]) -> None:
+    """Every rep's phone and tracker, on the same track (the phone rides in the van), and the
+    rep's field app checking in at customers, until cancelled."""
     host = "127.0.0.1" if settings.listen_host in ("0.0.0.0", "::", "") else settings.listen_host
     target = Target(host, {"osmand": settings.port_for("osmand"), "gt06": settings.port_for("gt06")})
     link = LinkSettings(ack_timeout_s=10.0, heartbeat_s=60.0, backoff_cap_s=5.0)
     counters = Counters()
-    async with httpx.AsyncClient() as client, asyncio.TaskGroup() as tasks:
+    t0 = asyncio.get_running_loop().time()
+    async with httpx.AsyncClient() as client, _api_client(settings) as api, asyncio.TaskGroup() as tasks:
         for rep in reps:
             for n, (protocol, uid) in enumerate((("osmand", rep.phone), ("gt06", rep.tracker))):
                 track = ShiftTrack(MOVEMENT, rep.seed, clock.start, rep.plan)
@@ -261,6 +272,29 @@ async def _drive(settings: Settings, reps: list[RepSeed], clock: CatchUpClock, o
                 device = device_for(protocol, uid, target, source, counters, link, f"{rep.seed}/{uid}",
                                     client)
                 tasks.create_task(device.run(), name=f"demo-{uid}")
+            if api is not None:
+                app, calls = field_app(api, rep, clock, seeded, tokens, t0)
+                tasks.create_task(app.run(calls), name=f"demo-app-{rep.index}")
+
+
+def _api_client(settings: Settings) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient | None]:
+    if settings.api_port <= 0:
+        return contextlib.nullcontext()
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return httpx.AsyncClient(base_url=f"http://{host}:{settings.api_port}", timeout=30.0)
+
+
+def field_app(api: httpx.AsyncClient, rep: RepSeed, clock: CatchUpClock, seeded: Seeded,
+              tokens: dict[str, str], t0: float) -> tuple[FieldApp, Iterator[Call]]:
+    """The rep's app and its calls. The last rep is the early bird who also tries from the road."""
+    sim_now, sleep_until = clock_timers(clock, t0)
+    zone = ZoneInfo(ZONE)
+    phone = ShiftTrack(MOVEMENT, rep.seed, clock.start, rep.plan)
+    k = rep.index - 1
+    token = tokens[f"FIELDTRACK_DEMO_REP{rep.index}"]
+    app = FieldApp(api, token, seeded.rep_ids[k], seeded.device_ids[2 * k], phone.at, sim_now, sleep_until,
+                   lambda t: t.astimezone(zone).date(), early_bird=rep.index == len(REPS))
+    return app, live_calls(rep.plan, clock, CENTER, seeded.customer_ids[k])
 
 
 async def _reconcile_often(server: FieldtrackServer, every_s: float = 10.0) -> None:
@@ -293,7 +327,8 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
         seeded = await seed(server.pool, reps, clock)
         await ensure_tokens(server.pool, path, tokens, seeded)
         print(banner(settings, seeded, tokens, path, clock), flush=True)
-        background = [asyncio.create_task(_drive(settings, reps, clock, options), name="demo-devices"),
+        background = [asyncio.create_task(_drive(settings, reps, clock, options, seeded, tokens),
+                                          name="demo-devices"),
                       asyncio.create_task(_reconcile_often(server), name="demo-visits")]
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, *background], return_when=asyncio.FIRST_COMPLETED)

@@ -17,7 +17,7 @@ of starting there are finished trips, stops and visits to look at.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from simulators.device import FixSource
@@ -47,13 +47,19 @@ class ShiftPlan:
                        last: datetime) -> Iterator[tuple[datetime, Point]]:
         """(arrival, customer) of each visit of the shifts chained from ``start`` that arrives in
         [first, last]."""
+        for stop in self.visit_stops_between(start, first, last):
+            yield stop.start, (stop.x, stop.y)
+
+    def visit_stops_between(self, start: datetime, first: datetime, last: datetime) -> Iterator[Stop]:
+        """The visit stops (arrival to departure) of the shifts chained from ``start`` that arrive
+        in [first, last], in time order."""
         period = timedelta(seconds=self.period_s)
         k = max(0, int((first - start) / period) - 1)
         while start + k * period <= last:
+            shift = start + k * period - self.origin
             for visit in self.visits:
-                at = start + k * period + (visit.start - self.origin)
-                if first <= at <= last:
-                    yield at, (visit.x, visit.y)
+                if first <= visit.start + shift <= last:
+                    yield replace(visit, start=visit.start + shift, end=visit.end + shift)
             k += 1
 
 
@@ -111,6 +117,20 @@ class CatchUpClock:
     def caught_up_after_s(self) -> float:
         """Wall seconds until simulated time reaches ``lag_s`` behind the wall clock."""
         return (self.backlog_s - self.lag_s) / (self.speed - 1)
+
+    @property
+    def live_from(self) -> datetime:
+        """The simulated time at which the clock starts following the wall clock."""
+        return self.at(self.caught_up_after_s)
+
+    def wall_for(self, t: datetime) -> float:
+        """The wall offset at which simulated time reaches ``t`` (0 for a time before the start)."""
+        ahead = (t - self.start).total_seconds()
+        if ahead <= 0:
+            return 0.0
+        if ahead < self.caught_up_after_s * self.speed:
+            return ahead / self.speed
+        return (t - self.now).total_seconds() + self.lag_s
 
     def at(self, wall_s: float) -> datetime:
         if wall_s < self.caught_up_after_s:

@@ -5,6 +5,7 @@ start on the same database seeds nothing twice."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import psycopg
 
 from fieldtrack.demo import MOVEMENT, PARK_S
 from fieldtrack.settings import DEFAULT_PORTS
+from simulators.field_app import live_calls
 from simulators.movement import to_latlon
 from simulators.shifts import CatchUpClock, ShiftTrack, shift_plan
 from tests.ports import free_port
@@ -53,6 +55,31 @@ def test_clock_is_never_ahead_of_the_wall_clock_and_never_goes_back() -> None:
         assert t >= previous
         previous = t
     assert clock.at(600.0) == now + timedelta(seconds=598.0)
+
+
+def test_wall_for_inverts_the_clock() -> None:
+    now = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+    clock = CatchUpClock(now, backlog_s=7200.0, speed=30.0, lag_s=2.0)
+    for wall in (0.0, 0.5, 100.0, 248.0, clock.caught_up_after_s, 248.5, 300.0, 4000.0):
+        assert abs(clock.wall_for(clock.at(wall)) - wall) < 1e-6
+    assert clock.wall_for(clock.start - timedelta(hours=1)) == 0.0
+    assert clock.live_from == now + timedelta(seconds=7198 / 29 - 2.0)
+
+
+def test_the_field_app_calls_on_the_planned_customers_from_the_live_moment() -> None:
+    clock = CatchUpClock(datetime(2026, 3, 1, 23, 0, tzinfo=UTC), backlog_s=7200.0, speed=30.0)
+    plan = shift_plan(MOVEMENT, "demo/rep-2", PARK_S, clock.start)
+    ids = [100 + k for k in range(len(plan.customers))]
+    calls = list(itertools.islice(live_calls(plan, clock, MOVEMENT.center, ids), 12))
+    later = clock.live_from + timedelta(days=1)
+    expected = list(itertools.islice(plan.visits_between(clock.start, clock.live_from, later), 12))
+    assert len(calls) == 12 and [c.arrive for c in calls] == [at for at, _ in expected]
+    # Before the clock runs live there are visits too, but a check-in there would be refused as stale.
+    assert any(True for _ in plan.visits_between(clock.start, clock.start, clock.live_from))
+    for c, (_, point) in zip(calls, expected, strict=True):
+        assert c.customer_id == 100 + plan.customers.index(point)
+        assert (c.latitude, c.longitude) == to_latlon(MOVEMENT.center, *point)
+        assert c.leave - c.arrive >= timedelta(minutes=MOVEMENT.visit_minutes[0])
 
 
 def test_shift_track_makes_the_planned_visits_round_after_round() -> None:

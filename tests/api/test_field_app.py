@@ -1,0 +1,78 @@
+"""The simulated field-sales app (simulators/field_app.py) against the real API and database: it
+checks in at a planned customer with the phone's fix and out before leaving; the early bird's
+try from the road is refused as too far and recorded; calls already past or without a plan are
+left alone. Time is the wall clock, with calls a few seconds ahead."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from simulators.field_app import AppTiming, Call, FieldApp
+from simulators.movement import Fix
+from tests.api.conftest import Api
+from tests.api.people import World, call, world
+
+__all__ = ["world"]  # the fixture, used by name
+
+SHOP = (52.3702, 4.8952)
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+
+def north(metres: float) -> tuple[float, float]:
+    return SHOP[0] + math.degrees(metres / 6_371_008.8), SHOP[1]
+
+
+async def test_the_app_checks_in_and_out_and_the_early_try_is_refused(api: Api, world: World) -> None:
+    rep, boss = world.reps["north-1"], world.managers["north"]
+    team = world.teams["north"]
+    shops = [await call(api, "POST", "/api/customers", expect=201,
+                        json={"name": f"shop {k}", "latitude": SHOP[0], "longitude": SHOP[1] + k / 100,
+                              "team_id": team}) for k in range(3)]
+    now = datetime.now(UTC)
+    today = now.astimezone(AMSTERDAM).date().isoformat()
+    visits = [await call(api, "POST", "/api/visits", boss.token, expect=201,
+                         json={"customer_id": shops[k]["id"], "day": today, "rep_id": rep.id})
+              for k in (0, 1)]  # shop 2 has no plan
+
+    arrive = now + timedelta(seconds=5)  # room for a slow machine: the early try is 3 s before
+    leave = arrive + timedelta(seconds=2.0)
+
+    def phone(t: datetime) -> Fix:
+        # 1 km out while driving there, 20 m from the door once arrived.
+        lat, lon = north(20.0 if t >= arrive else 1000.0)
+        return Fix(t, lat, lon, 0.0, 0.0, 8.0, 0.0, False)
+
+    def sim_now() -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=1)  # a fix is never ahead of the server
+
+    async def sleep_until(t: datetime) -> None:
+        await asyncio.sleep(max(0.0, (t - sim_now()).total_seconds()))
+
+    calls = [
+        Call(shops[1]["id"], SHOP[0], SHOP[1] + 0.01, now - timedelta(hours=1), now - timedelta(minutes=50)),
+        Call(shops[0]["id"], SHOP[0], SHOP[1], arrive, leave),
+        Call(shops[2]["id"], SHOP[0], SHOP[1] + 0.02, leave + timedelta(seconds=0.5),
+             leave + timedelta(seconds=1)),
+    ]
+    app = FieldApp(api.client, rep.token, rep.id, rep.device, phone, sim_now, sleep_until,
+                   lambda t: t.astimezone(AMSTERDAM).date(),
+                   timing=AppTiming(checkin_after_s=0.3, checkout_before_s=0.5, early_s=3.0,
+                                    early_min_m=400.0),
+                   early_bird=True)
+    await asyncio.wait_for(app.run(calls), 30)
+
+    assert (app.counters.checkins, app.counters.checkouts, app.counters.refused, app.counters.failed) == \
+        (1, 1, 1, 0)
+    done = await call(api, "GET", f"/api/visits/{visits[0]['id']}", boss.token)
+    assert done["status"] == "done" and done["checkin_at"] is not None and done["checkout_at"] is not None
+    assert abs(done["checkin_distance_m"] - 20.0) < 1.0
+    attempts = (await call(api, "GET", f"/api/visits/{visits[0]['id']}/attempts", boss.token))["items"]
+    assert [(a["kind"], a["accepted"], a["reason"]) for a in attempts] == [
+        ("checkin", False, "too_far"), ("checkin", True, None), ("checkout", True, None)]
+    # The call an hour ago was not attempted: its plan is still open and has no attempt.
+    missed = await call(api, "GET", f"/api/visits/{visits[1]['id']}", boss.token)
+    assert missed["status"] == "approved" and missed["checkin_at"] is None
+    assert (await call(api, "GET", f"/api/visits/{visits[1]['id']}/attempts", boss.token))["items"] == []
