@@ -104,6 +104,7 @@ examples:
   fieldtrack simulate --devices 1000 --protocol gt06,osmand --rate 1/10s --duration 10m --target 10.0.0.5
   fieldtrack simulate --devices 20 --protocol owntracks,json --mqtt mqtt://broker:1883 --duration 5m
   fieldtrack simulate --devices 50 --speed 60 --cheats mock=2,teleport=1 --target localhost
+  fieldtrack simulate --devices 100 --protocol h02:udp,teltonika:udp --duration 5m --target localhost
 """
 
 REPLAY_HELP = """\
@@ -226,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     simp.add_argument("--devices", type=int, default=10, help="how many devices (default %(default)s)")
     simp.add_argument("--protocol", default="osmand",
                       help="comma-separated, dealt round-robin over the devices: gt06, h02, tk103, gps103,"
-                      " teltonika, nmea (TCP), osmand (HTTP), owntracks, json (MQTT) (default %(default)s)")
+                      " teltonika, nmea, gl200, meitrack, watch, gpsgate (TCP); h02:udp, tk103:udp,"
+                      " gps103:udp, teltonika:udp, nmea:udp, gl200:udp, meitrack:udp (UDP, same port);"
+                      " osmand (HTTP), owntracks, json (MQTT) (default %(default)s)")
     simp.add_argument("--rate", default="1/10s",
                       help="fixes per device: 1/10s, 6/min, 1/30s (default %(default)s)")
     simp.add_argument("--duration", default="10m", help="how long to run: 90s, 10m, 1h (default %(default)s)")

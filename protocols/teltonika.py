@@ -525,3 +525,13 @@ def encode_avl(records: list[AvlRecord]) -> bytes:
         body += b"\x00\x00\x00"  # no 2-, 4- or 8-byte elements
     data = bytes([CODEC_8, len(records)]) + body + bytes([len(records)])
     return struct.pack(">II", 0, len(data)) + data + crc16_ibm(data).to_bytes(4, "big")
+
+
+def encode_udp(imei: str, records: list[AvlRecord], packet_id: int, avl_packet_id: int) -> bytes:
+    """The same records in a UDP datagram (no preamble, no CRC; the IMEI in every datagram),
+    answered ``udp_ack(packet_id, avl_packet_id, count)``."""
+    if not imei.isdigit():
+        raise ValueError(f"IMEI must be digits, got {imei!r}")
+    data = encode_avl(records)[8:-4]  # codec, count, records, count
+    body = struct.pack(">HBBH", packet_id, 0x01, avl_packet_id, len(imei)) + imei.encode("ascii") + data
+    return len(body).to_bytes(2, "big") + body

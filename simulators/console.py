@@ -200,12 +200,12 @@ def simulate(spec: FleetSpec, target: Target, *, out: TextIO = sys.stdout, list_
         return 130
     progress.end()
     for name, c in fleet.counters.items():
-        print(f"  {name:<10} {summary_line(c, acks=name != 'nmea')}", file=out)
+        print(f"  {name:<13} {summary_line(c, acks=not name.startswith('nmea'))}", file=out)
     print(f"total: {summary_line(total)}", file=out)
     for error in fleet.last_errors():
         print(f"  last error: {error}", file=out)
     # Success: something was sent and every fix of a protocol with acks was acknowledged.
-    lost = sum(c.unconfirmed for name, c in fleet.counters.items() if name != "nmea")
+    lost = sum(c.unconfirmed for name, c in fleet.counters.items() if not name.startswith("nmea"))
     return 0 if total.sent and not lost else 1
 
 
@@ -227,6 +227,8 @@ def replay(path: Path, protocol: str, target: Target, *, device_id: str | None, 
            keep_times: bool, fmt: str | None, link: LinkSettings, out: TextIO = sys.stdout) -> int:
     fmt = fmt or format_of(path)
     if fmt == "hex":
+        if protocol.endswith(":udp"):
+            raise ValueError("hex captures are written to the TCP port; give the protocol without :udp")
         captures = read_hex(read_bytes(path))
         port = target.port(protocol)
         print(f"replaying {len(captures):,} frames from {path} to {target.host}:{port} ({protocol}),"
@@ -237,5 +239,5 @@ def replay(path: Path, protocol: str, target: Target, *, device_id: str | None, 
     device_id = device_id or unique_id(protocol, 0)
     print(f"replaying {path} ({fmt}) as {protocol} device {device_id} to {target.host}, x{speed:g}", file=out)
     counters = _run(_replay_positions(path, fmt, protocol, device_id, target, speed, keep_times, link))
-    print(f"total: {summary_line(counters, acks=protocol != 'nmea')}", file=out)
+    print(f"total: {summary_line(counters, acks=not protocol.startswith('nmea'))}", file=out)
     return 0 if counters.sent else 1

@@ -27,6 +27,7 @@ from functools import reduce
 from protocols import gl200, gps103, gpsgate, gt06, h02, meitrack, nmea, teltonika, tk103, watch
 from protocols.base import FrameResult, need_more, split_on
 from protocols.gt06_fields import build_reply
+from protocols.registry import PROTOCOLS
 from simulators.movement import Fix
 
 Framer = Callable[[bytes], FrameResult]
@@ -187,9 +188,27 @@ class Teltonika(Dialect):
         return Message(teltonika.encode_imei(self.unique_id), _exact(b"\x01"))
 
     def report(self, fixes: list[Fix]) -> Message:
-        records = [teltonika.AvlRecord(f.time, f.lat, f.lon, f.altitude_m, f.course_deg, f.speed_kmh,
-                                       io1=((239, int(f.ignition)),)) for f in fixes]
+        records = _avl_records(fixes)
         return Message(teltonika.encode_avl(records), _exact(len(records).to_bytes(4, "big")))
+
+
+def _avl_records(fixes: list[Fix]) -> list[teltonika.AvlRecord]:
+    return [teltonika.AvlRecord(f.time, f.lat, f.lon, f.altitude_m, f.course_deg, f.speed_kmh,
+                                io1=((239, int(f.ignition)),)) for f in fixes]
+
+
+class TeltonikaUdp(Dialect):
+    """Over UDP: no handshake (every datagram names the IMEI); each datagram carries a packet id
+    and an AVL packet id, and the answer echoes both with the record count."""
+
+    name = "teltonika"
+    batch = Teltonika.batch
+
+    def report(self, fixes: list[Fix]) -> Message:
+        records = _avl_records(fixes)
+        packet_id, avl_id = self.next_serial(), self.serial % 0x100
+        return Message(teltonika.encode_udp(self.unique_id, records, packet_id, avl_id),
+                       _exact(teltonika.udp_ack(packet_id, avl_id, len(records))))
 
 
 class Nmea(Dialect):
@@ -331,4 +350,10 @@ class GpsGate(Dialect):
 
 DIALECTS: dict[str, type[Dialect]] = {
     d.name: d for d in (Gt06, H02, Tk103, Gps103, Teltonika, Nmea, Gl200, Meitrack, Watch, GpsGate)
+}
+# The same conversations as datagrams, for the protocols whose devices also use UDP; only
+# Teltonika's framing differs.
+UDP_DIALECTS: dict[str, type[Dialect]] = {
+    name: TeltonikaUdp if name == "teltonika" else d for name, d in DIALECTS.items()
+    if "udp" in PROTOCOLS[name].transports
 }

@@ -18,16 +18,19 @@ import httpx
 
 from protocols.registry import PROTOCOLS
 from simulators.device import Counters, FixSource, LinkSettings, Schedule, SimDevice, scheduled
-from simulators.dialects import DIALECTS
+from simulators.dialects import DIALECTS, UDP_DIALECTS
 from simulators.http_device import HttpDevice
 from simulators.movement import CHEATS, MovementConfig, Track
 from simulators.mqtt_device import MqttDevice
 from simulators.tcp_device import TcpDevice
+from simulators.udp_device import UdpDevice
 
 TCP = tuple(DIALECTS)
+# The same trackers over UDP, named ``<protocol>:udp`` (the gateway's UDP port has the TCP number).
+UDP = tuple(f"{name}:udp" for name in UDP_DIALECTS)
 HTTP = ("osmand",)
 MQTT = ("owntracks", "json")
-SUPPORTED = (*TCP, *HTTP, *MQTT)
+SUPPORTED = (*TCP, *UDP, *HTTP, *MQTT)
 # The leading digits of the IMEI-like ids, one per TCP protocol, so fleets of different protocols
 # never share an id.
 _ID_CODES = {name: i + 1 for i, name in enumerate(TCP)}
@@ -36,6 +39,7 @@ _ID_CODES = {name: i + 1 for i, name in enumerate(TCP)}
 def unique_id(protocol: str, index: int) -> str:
     """The id a simulated device announces: IMEI-like digits for trackers (TK103's 12 digits),
     ``sim/<n>`` for OwnTracks (``user/device``), ``sim-<protocol>-<n>`` for the phone apps."""
+    protocol = protocol.removesuffix(":udp")
     if protocol == "tk103":
         return f"35{_ID_CODES[protocol]}{index:09d}"
     if protocol in _ID_CODES:
@@ -55,7 +59,9 @@ class Target:
     mqtt_prefix: str = ""
 
     def port(self, protocol: str) -> int:
-        return self.ports.get(protocol) or PROTOCOLS[protocol].default_port
+        """``h02:udp`` takes its own override, else h02's (one number for both), else Traccar's."""
+        base = protocol.removesuffix(":udp")
+        return self.ports.get(protocol) or self.ports.get(base) or PROTOCOLS[base].default_port
 
     def broker(self) -> str:
         return self.mqtt_url or f"mqtt://{self.host}:1883"
@@ -102,6 +108,10 @@ class Member:
 def device_for(protocol: str, unique_id: str, target: Target, source: FixSource, counters: Counters,
                link: LinkSettings, seed: str, client: httpx.AsyncClient) -> SimDevice:
     """A simulated device of ``protocol`` pointed at ``target``, taking its fixes from ``source``."""
+    if protocol in UDP:
+        name = protocol.removesuffix(":udp")
+        return UdpDevice(UDP_DIALECTS[name](unique_id), target.host, target.port(protocol), source, counters,
+                         link, seed)
     if protocol in DIALECTS:
         return TcpDevice(DIALECTS[protocol](unique_id), target.host, target.port(protocol), source, counters,
                          link, seed)

@@ -16,7 +16,7 @@ from protocols import gps103, gt06, h02, nmea, teltonika, tk103
 from protocols.base import Protocol
 from protocols.model import Position, Session
 from simulators.device import Counters, LinkSettings
-from simulators.dialects import DIALECTS, Gt06, Tk103
+from simulators.dialects import DIALECTS, UDP_DIALECTS, Gt06, Tk103
 from simulators.movement import Fix
 from simulators.tcp_device import TcpDevice
 from tests.simulators.frames import decoded_frames
@@ -204,6 +204,22 @@ def test_every_expected_answer_is_what_our_gateway_answers(name: str, unique_id:
         assert message.expect.framer(reply + b"(") == (reply, len(reply))
         assert message.expect.check(reply)
         assert wrong(reply) != reply and not message.expect.check(wrong(reply))
+
+
+def test_teltonika_over_udp_expects_the_answer_our_gateway_gives_to_the_datagram() -> None:
+    dialect = UDP_DIALECTS["teltonika"]("356307042441013")
+    assert dialect.hello(fixes(1)[0]) is None  # no handshake: the IMEI is in every datagram
+    session = Session(transport="udp")
+    for batch in (fixes(3), fixes(1)):
+        message = dialect.report(batch)
+        decoded = teltonika.decode(message.data, session)  # a whole datagram, as the gateway passes it
+        assert decoded.unique_id == "356307042441013"
+        assert [p.fix_time for p in decoded.positions] == [f.time for f in batch]
+        reply = decoded.reply
+        assert reply is not None and message.expect is not None and message.expect.check(reply)
+        # Another packet id, another AVL packet id or another count is not this datagram's answer.
+        for k in (3, 5, 6):
+            assert not message.expect.check(reply[:k] + bytes([reply[k] ^ 1]) + reply[k + 1:])
 
 
 def test_nmea_is_sent_unconfirmed_as_the_protocol_has_no_answers() -> None:

@@ -146,5 +146,8 @@ def test_gl200_dialect_refuses_ids_that_are_not_imeis() -> None:
 
 
 def test_every_protocol_the_gateway_speaks_has_a_simulated_device() -> None:
-    # Issue 6: "and each protocol added later": a protocol registered without a dialect fails here.
-    assert sorted(PROTOCOLS) == sorted(SUPPORTED)
+    # Issue 6: "and each protocol added later": a protocol registered without a dialect fails here,
+    # and so does one the gateway also takes over UDP without a UDP device.
+    assert sorted(PROTOCOLS) == sorted(p for p in SUPPORTED if not p.endswith(":udp"))
+    assert sorted(f"{name}:udp" for name, p in PROTOCOLS.items() if "udp" in p.transports) == \
+        sorted(p for p in SUPPORTED if p.endswith(":udp"))

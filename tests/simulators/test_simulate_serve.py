@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from simulators.device import Counters, LinkSettings, Schedule, scheduled
 from simulators.movement import Fix, Track
-from simulators.runner import SUPPORTED, Fleet, FleetSpec, Target
+from simulators.runner import SUPPORTED, UDP, Fleet, FleetSpec, Target
 from tests.mosquitto import Mosquitto
 from tests.serverproc import ServerProcess
 from tests.simulators.ackproxy import AckEatingProxy
@@ -118,8 +118,10 @@ def test_every_protocol_lands_under_its_device_with_its_coordinates(served: Serv
     spec = FleetSpec(devices=2 * len(SUPPORTED), protocols=SUPPORTED, every_s=0.25, duration_s=2.5, speed=40,
                      seed="every-protocol", link=link)
     fleet = Fleet(spec, Target("127.0.0.1", dict(served.server.ports), mqtt_url=served.broker.url))
-    # Queclink, Meitrack, watches and GpsGate too: every protocol the gateway speaks is simulated.
-    assert {"gl200", "meitrack", "watch", "gpsgate"} <= {m.protocol for m in fleet.members}
+    # Queclink, Meitrack, watches and GpsGate too: every protocol the gateway speaks is simulated,
+    # and those it also takes over UDP are simulated over UDP as well.
+    assert {"gl200", "meitrack", "watch", "gpsgate", "h02:udp", "teltonika:udp", "nmea:udp"} <= \
+        {m.protocol for m in fleet.members}
     served.register([m.unique_id for m in fleet.members])
     total = asyncio.run(fleet.run())
     assert total.errors == 0 and total.retried == 0, fleet.last_errors()
@@ -127,10 +129,17 @@ def test_every_protocol_lands_under_its_device_with_its_coordinates(served: Serv
         fixes = sum(len(expected_fixes(fleet, i)) for i, m in enumerate(fleet.members) if m.protocol == name)
         assert c.sent == fixes, name
         # NMEA has no answers: its fixes are sent, never confirmed; every other protocol acks all.
-        assert (c.acked, c.unconfirmed) == ((0, fixes) if name == "nmea" else (fixes, 0)), name
+        assert (c.acked, c.unconfirmed) == ((0, fixes) if name.startswith("nmea") else (fixes, 0)), name
+    # The ":udp" devices really came as datagrams: the server's UDP listeners hold a peer for each.
+    status, health = served.server.api("GET", "/api/health")
+    assert status == 200
+    peers = {item["protocol"]: item["peers"] for item in health["listeners"] if item["transport"] == "udp"}
+    for name in UDP:
+        devices = sum(1 for m in fleet.members if m.protocol == name)
+        assert peers[name.removesuffix(":udp")] >= devices == 2, (name, peers)
     for i, member in enumerate(fleet.members):
         # A raw NMEA stream sends RMC and GGA per fix: two positions of the same instant, as Traccar stores.
-        check_stored(served, fleet, i, copies=2 if member.protocol == "nmea" else 1)
+        check_stored(served, fleet, i, copies=2 if member.protocol.startswith("nmea") else 1)
 
 
 async def run_with_lost_acks(fleet: Fleet, proxies: list[AckEatingProxy]) -> Counters:
@@ -203,13 +212,14 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_simulate_command_registers_nothing_itself_and_reports_a_summary(served: Served) -> None:
     ports = served.server.ports
-    common = ["--devices", "3", "--protocol", "gt06,h02,osmand", "--rate", "1/0.2s", "--duration", "2s",
+    # h02 over UDP, on the port given for h02 (the gateway's UDP and TCP ports share the number).
+    common = ["--devices", "3", "--protocol", "gt06,h02:udp,osmand", "--rate", "1/0.2s", "--duration", "2s",
               "--speed", "30", "--seed", "cli", "--first-index", "500", "--target", "127.0.0.1",
               "--port", f"gt06={ports['gt06']},h02={ports['h02']}", "--port", f"osmand={ports['osmand']}"]
     listed = cli("simulate", *common, "--list-ids")
     assert listed.returncode == 0, listed.stderr
     ids = [line.split("\t") for line in listed.stdout.splitlines()]
-    assert [p for p, _ in ids] == ["gt06", "h02", "osmand"]
+    assert [p for p, _ in ids] == ["gt06", "h02:udp", "osmand"]
     served.register([uid for _, uid in ids])
     run = cli("simulate", *common, "--progress", "1s")
     assert run.returncode == 0, run.stdout + run.stderr
