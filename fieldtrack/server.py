@@ -17,7 +17,7 @@ from api.live import LiveHub
 from fieldtrack import __version__
 from fieldtrack.settings import Settings
 from gateway.fence_cache import FenceCache
-from gateway.http import InLoopServer, ingest_app, owntracks_identity, server_for
+from gateway.http import InLoopServer, add_owntracks, server_for
 from gateway.ingest import Ingest
 from gateway.limits import raise_fd_limit
 from gateway.mqtt import MqttIngest, MqttSettings
@@ -134,8 +134,7 @@ class FieldtrackServer:
             app = create_app(ApiDeps(devices, PositionStore(self.pool), tokens, directory,
                                      self.health, __version__, self.pool))
             # OwnTracks HTTP mode posts to the API port; the device is registered like any other.
-            app.mount("/owntracks", ingest_app(PROTOCOLS["owntracks"], ingest, identity=owntracks_identity,
-                                               ok_body=b"[]", ok_type="application/json"))
+            add_owntracks(app, PROTOCOLS["owntracks"], ingest)
             self.app = app
             self.api = server_for(app, s.api_host, s.api_port)
             self._tasks.append(asyncio.create_task(self.api.serve(), name="api"))

@@ -95,3 +95,14 @@ def ingest_app(protocol: Protocol, ingest: Ingest, *, identity: Identity | None 
         return PlainTextResponse(text, status_code=status)
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST", "PUT"])])
+
+
+def add_owntracks(app: Starlette, protocol: Protocol, ingest: Ingest) -> None:
+    """OwnTracks HTTP mode on ``app`` (the API): the app's URL may be ``/owntracks`` itself or any
+    path under it (the OwnTracks recorder's ``/owntracks/pub``). The bare path gets a route of its
+    own: the mount alone answers it with a redirect to ``/owntracks/``, and whether a phone's HTTP
+    client repeats its POST there is up to the client."""
+    receiver = ingest_app(protocol, ingest, identity=owntracks_identity, ok_body=b"[]",
+                          ok_type="application/json")
+    app.mount("/owntracks", receiver)
+    app.router.routes.append(Route("/owntracks", receiver, methods=["GET", "POST", "PUT"]))

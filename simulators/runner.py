@@ -19,7 +19,7 @@ import httpx
 from protocols.registry import PROTOCOLS
 from simulators.device import Counters, FixSource, LinkSettings, Schedule, SimDevice, scheduled
 from simulators.dialects import DIALECTS, UDP_DIALECTS
-from simulators.http_device import HttpDevice
+from simulators.http_device import HttpDevice, OwnTracksHttpDevice
 from simulators.movement import CHEATS, MovementConfig, Track
 from simulators.mqtt_device import MqttDevice
 from simulators.tcp_device import TcpDevice
@@ -28,7 +28,9 @@ from simulators.udp_device import UdpDevice
 TCP = tuple(DIALECTS)
 # The same trackers over UDP, named ``<protocol>:udp`` (the gateway's UDP port has the TCP number).
 UDP = tuple(f"{name}:udp" for name in UDP_DIALECTS)
-HTTP = ("osmand",)
+# The OwnTracks app's HTTP mode posts to Fieldtrack's API port (``/owntracks``), 8000 by default.
+HTTP = ("osmand", "owntracks:http")
+_DEFAULT_PORTS = {"owntracks:http": 8000}
 MQTT = ("owntracks", "json")
 SUPPORTED = (*TCP, *UDP, *HTTP, *MQTT)
 # The leading digits of the IMEI-like ids, one per TCP protocol, so fleets of different protocols
@@ -39,7 +41,7 @@ _ID_CODES = {name: i + 1 for i, name in enumerate(TCP)}
 def unique_id(protocol: str, index: int) -> str:
     """The id a simulated device announces: IMEI-like digits for trackers (TK103's 12 digits),
     ``sim/<n>`` for OwnTracks (``user/device``), ``sim-<protocol>-<n>`` for the phone apps."""
-    protocol = protocol.removesuffix(":udp")
+    protocol = protocol.removesuffix(":udp").removesuffix(":http")
     if protocol == "tk103":
         return f"35{_ID_CODES[protocol]}{index:09d}"
     if protocol in _ID_CODES:
@@ -60,6 +62,8 @@ class Target:
 
     def port(self, protocol: str) -> int:
         """``h02:udp`` takes its own override, else h02's (one number for both), else Traccar's."""
+        if protocol in _DEFAULT_PORTS:
+            return self.ports.get(protocol) or _DEFAULT_PORTS[protocol]
         base = protocol.removesuffix(":udp")
         return self.ports.get(protocol) or self.ports.get(base) or PROTOCOLS[base].default_port
 
@@ -117,7 +121,8 @@ def device_for(protocol: str, unique_id: str, target: Target, source: FixSource,
                          link, seed)
     if protocol in HTTP:
         url = f"http://{target.host}:{target.port(protocol)}"
-        return HttpDevice(unique_id, client, url, source, counters, link, seed)
+        kind = OwnTracksHttpDevice if protocol == "owntracks:http" else HttpDevice
+        return kind(unique_id, client, url, source, counters, link, seed)
     return MqttDevice(protocol, unique_id, target.broker(), target.mqtt_prefix, source, counters, link, seed)
 
 

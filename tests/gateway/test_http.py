@@ -64,16 +64,14 @@ async def test_errors_are_distinguishable(phone_gateway: Running) -> None:
 async def test_owntracks_http_mode(database_url: str, tmp_path: Path) -> None:
     from starlette.applications import Starlette
 
-    from gateway.http import ingest_app, owntracks_identity
+    from gateway.http import add_owntracks
     from protocols import owntracks
 
     running, tasks = await start_gateway(database_url, tmp_path / "spool", [])
     try:
         running.directory.remember(await running.devices.create("anna/phone", "Anna", "owntracks"))
         app = Starlette()
-        app.mount("/owntracks", ingest_app(owntracks.PROTOCOL, running.gateway.ingest,
-                                           identity=owntracks_identity, ok_body=b"[]",
-                                           ok_type="application/json"))
+        add_owntracks(app, owntracks.PROTOCOL, running.gateway.ingest)
         body = b'{"_type":"location","lat":52.37,"lon":4.89,"tst":1763884800,"acc":9,"batt":70}'
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             r = await client.post("/owntracks/pub", content=body,
@@ -86,6 +84,11 @@ async def test_owntracks_http_mode(database_url: str, tmp_path: Path) -> None:
             other = await client.post("/owntracks/pub", content=body,
                                       headers={"X-Limit-U": "bob", "X-Limit-D": "phone"})
             assert other.status_code == 403
-        assert running.count("anna/phone") == 1
+            # The app's URL set to /owntracks itself: stored too, not redirected.
+            later = body.replace(b"1763884800", b"1763884860")
+            bare = await client.post("/owntracks", content=later,
+                                     headers={"X-Limit-U": "anna", "X-Limit-D": "phone"})
+            assert bare.status_code == 200 and bare.json() == []
+        assert running.count("anna/phone") == 2
     finally:
         await stop_gateway(running, tasks)

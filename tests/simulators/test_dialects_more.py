@@ -18,7 +18,7 @@ from protocols.registry import PROTOCOLS
 from simulators.device import Counters, LinkSettings
 from simulators.dialects import DIALECTS, Gl200
 from simulators.movement import Fix
-from simulators.runner import SUPPORTED
+from simulators.runner import HTTP, SUPPORTED
 from simulators.tcp_device import TcpDevice
 from tests.simulators.frames import decoded_frames
 
@@ -146,8 +146,10 @@ def test_gl200_dialect_refuses_ids_that_are_not_imeis() -> None:
 
 
 def test_every_protocol_the_gateway_speaks_has_a_simulated_device() -> None:
-    # Issue 6: "and each protocol added later": a protocol registered without a dialect fails here,
-    # and so does one the gateway also takes over UDP without a UDP device.
-    assert sorted(PROTOCOLS) == sorted(p for p in SUPPORTED if not p.endswith(":udp"))
+    # Issue 6: "and each protocol added later": a protocol registered without a simulated device
+    # fails here, and so does one the gateway also takes over UDP (or HTTP) without one for that.
+    assert sorted(PROTOCOLS) == sorted(p for p in SUPPORTED if ":" not in p)
     assert sorted(f"{name}:udp" for name, p in PROTOCOLS.items() if "udp" in p.transports) == \
         sorted(p for p in SUPPORTED if p.endswith(":udp"))
+    over_http = {name for name, p in PROTOCOLS.items() if "http" in p.transports}
+    assert over_http == {p.removesuffix(":http") for p in HTTP} == {"osmand", "owntracks"}

@@ -117,11 +117,12 @@ def test_every_protocol_lands_under_its_device_with_its_coordinates(served: Serv
     link = LinkSettings(ack_timeout_s=5, backoff_base_s=0.2, drain_s=15)
     spec = FleetSpec(devices=2 * len(SUPPORTED), protocols=SUPPORTED, every_s=0.25, duration_s=2.5, speed=40,
                      seed="every-protocol", link=link)
-    fleet = Fleet(spec, Target("127.0.0.1", dict(served.server.ports), mqtt_url=served.broker.url))
+    ports = {**served.server.ports, "owntracks:http": served.server.api_port}
+    fleet = Fleet(spec, Target("127.0.0.1", ports, mqtt_url=served.broker.url))
     # Queclink, Meitrack, watches and GpsGate too: every protocol the gateway speaks is simulated,
-    # and those it also takes over UDP are simulated over UDP as well.
-    assert {"gl200", "meitrack", "watch", "gpsgate", "h02:udp", "teltonika:udp", "nmea:udp"} <= \
-        {m.protocol for m in fleet.members}
+    # and those it also takes over UDP are simulated over UDP as well (OwnTracks over HTTP too).
+    assert {"gl200", "meitrack", "watch", "gpsgate", "h02:udp", "teltonika:udp", "nmea:udp",
+            "owntracks:http"} <= {m.protocol for m in fleet.members}
     served.register([m.unique_id for m in fleet.members])
     total = asyncio.run(fleet.run())
     assert total.errors == 0 and total.retried == 0, fleet.last_errors()
