@@ -22,14 +22,14 @@ from urllib.parse import quote
 
 import psycopg
 
-from fieldtrack.demo import MOVEMENT, PARK_S
+from fieldtrack.demo_team import MOVEMENT, PARK_S
 from fieldtrack.settings import DEFAULT_PORTS
 from simulators.field_app import live_calls
 from simulators.movement import to_latlon
 from simulators.shifts import CatchUpClock, ShiftTrack, shift_plan
 from tests.ports import free_port
 
-# What the demo promises to seed (fieldtrack/demo.py): 4 reps x (phone + van tracker), 8 customers each.
+# What the demo promises to seed (fieldtrack/demo_team.py): 4 reps x (phone + van tracker), 8 customers each.
 REPS, DEVICES, CUSTOMERS, FENCES = 4, 8, 32, 3
 
 
