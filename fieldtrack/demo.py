@@ -4,7 +4,8 @@ The demo starts the server exactly as ``fieldtrack serve`` does (embedded Postgr
 ``FIELDTRACK_DATABASE_URL``), seeds team "Demo" once (fieldtrack/demo_team.py), then drives each
 rep's phone (OsmAnd over HTTP) and vehicle tracker (GT06 over TCP) through the real listeners:
 ingest, processing and visit detection all run as they do for real devices; each rep's field app
-(simulators/field_app.py) checks in and out through the API once the clock runs live. API tokens
+(simulators/field_app.py) checks in, files the visit report with a photo and checks out through
+the API once the clock runs live. API tokens
 are written once to ``<data folder>/demo-tokens.env`` and reused after.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import sys
 from collections.abc import Iterator
@@ -29,7 +31,9 @@ from fieldtrack.demo_team import CENTER, MANAGER, MOVEMENT, REPS, TEAM, ZONE, Re
 from fieldtrack.server import FieldtrackServer
 from fieldtrack.settings import Settings
 from simulators.device import Counters, LinkSettings
-from simulators.field_app import Call, FieldApp, clock_timers, live_calls
+from simulators.field_app import Call, FieldApp, VisitReport, clock_timers, live_calls
+from simulators.movement import Fix
+from simulators.photo import visit_photo
 from simulators.runner import Target, device_for
 from simulators.shifts import CatchUpClock, ShiftTrack, shift_source
 from storage.tokens import TokenStore, new_token
@@ -94,7 +98,8 @@ def banner(settings: Settings, seeded: Seeded, tokens: dict[str, str], path: Pat
         f" each with a phone (osmand) and a van tracker (gt06); {seeded.plans_added} new visit plans.",
         f"Simulated clock: the last {clock.backlog_s / 3600:g} h at {clock.speed:g}x (live after"
         f" {clock.caught_up_after_s:.0f} s). Trips, stops and visits appear within a minute; once live,"
-        f" the reps' phones check in at planned customers ({REPS[-1]} also tries from the road).",
+        f" the reps' phones check in at planned customers, report with a photo and check out"
+        f" ({REPS[-1]} also tries to check in from the road).",
         f"API tokens (admin, {', '.join(names)}) are in {path}",
         f"  admin: {tokens['FIELDTRACK_DEMO_ADMIN']}",
         "Try:",
@@ -149,8 +154,18 @@ def field_app(api: httpx.AsyncClient, rep: RepSeed, clock: CatchUpClock, seeded:
     k = rep.index - 1
     token = tokens[f"FIELDTRACK_DEMO_REP{rep.index}"]
     app = FieldApp(api, token, seeded.rep_ids[k], seeded.device_ids[2 * k], phone.at, sim_now, sleep_until,
-                   lambda t: t.astimezone(zone).date(), early_bird=rep.index == len(REPS))
+                   lambda t: t.astimezone(zone).date(), early_bird=rep.index == len(REPS),
+                   reporter=lambda visit_id, call, fix: shop_report(rep.seed, visit_id, fix, zone))
     return app, live_calls(rep.plan, clock, CENTER, seeded.customer_ids[k])
+
+
+def shop_report(seed: str, visit_id: int, fix: Fix, zone: ZoneInfo) -> VisitReport:
+    """The rep's answers to REPORT_FORM and a photo of the shelf, taken where and when they are."""
+    rnd = random.Random(f"{seed}/report/{visit_id}")
+    answers = {"shelf_ok": rnd.random() < 0.8, "facings": rnd.randrange(4, 40),
+               "order": rnd.choice(["none", "reorder", "reorder", "new listing"])}
+    photo = visit_photo(f"{seed}/{visit_id}", fix.time.astimezone(zone), fix.lat, fix.lon)
+    return VisitReport(answers, "" if answers["shelf_ok"] else "gaps on the shelf", (photo,))
 
 
 async def _reconcile_often(server: FieldtrackServer, every_s: float = 10.0) -> None:

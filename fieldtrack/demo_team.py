@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from simulators.movement import MovementConfig, to_latlon
 from simulators.shifts import CatchUpClock, ShiftPlan, shift_plan
 from storage.geofences import GeofenceStore
+from storage.visit_reports import VisitReportStore
 
 TEAM = "Demo"
 CENTER = (52.3702, 4.8952)  # Amsterdam, Dam square
@@ -39,6 +40,14 @@ MOVEMENT = MovementConfig(center=CENTER, territory_m=1500.0, spread_m=3000.0, cu
 PARK_S = 20 * 60.0  # at home between rounds: long enough to be a stop (3 minutes)
 GRADES = ("A", "B", "B", "C", "B", "C", "C", "A")
 SHOPS = ("Bakkerij", "Bloemen", "Apotheek", "Fietsen", "Kaashandel", "Koffiebar", "Boekhandel", "Slagerij")
+# The visit report form the reps fill in (seeded once; a manager may change it through the API).
+REPORT_FORM: list[dict[str, Any]] = [
+    {"key": "shelf_ok", "label": "Shelf stocked and priced", "type": "boolean", "required": True},
+    {"key": "facings", "label": "Facings of our range", "type": "number", "min": 0, "max": 60,
+     "required": True},
+    {"key": "order", "label": "Order taken", "type": "choice", "choices": ["none", "reorder", "new listing"],
+     "required": True},
+]
 STREETS = ("Jordaan", "De Pijp", "Oost", "West", "Noord", "Zuid", "Centrum", "Watergraafsmeer")
 
 
@@ -138,6 +147,9 @@ async def seed(pool: AsyncConnectionPool, reps: list[RepSeed], clock: CatchUpClo
                     (customer_ids[k], rep_id, team, day, manager, rep_id, customer_ids[k], day))
                 added += cur.rowcount
     await _fences(pool, device_ids)
+    reports = VisitReportStore(pool)
+    if (await reports.template(team)).version == 0:
+        await reports.put_template(team, REPORT_FORM, manager)
     return Seeded(team, manager, tuple(rep_ids), tuple(device_ids), added, tuple(customers))
 
 

@@ -12,10 +12,12 @@ minutes before arriving, which the server refuses (``too_far``) and records for 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -37,10 +39,24 @@ class Call:
     leave: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class VisitReport:
+    """What the rep fills in before leaving: answers to the team's form, notes, photos (JPEG)."""
+
+    answers: dict[str, Any]
+    notes: str = ""
+    photos: tuple[bytes, ...] = ()
+
+
+# Writes the report of a visit (its id, the call, the phone's fix then); None: no report.
+Reporter = Callable[[int, Call, Fix], VisitReport | None]
+
+
 @dataclass(slots=True)
 class AppCounters:
     checkins: int = 0
     checkouts: int = 0
+    reports: int = 0
     refused: int = 0  # answered 422/409: the server's verdict, with a reason
     failed: int = 0  # no answer, or one the app cannot use (no plan, 5xx, network)
 
@@ -61,7 +77,8 @@ class FieldApp:
     def __init__(self, client: httpx.AsyncClient, token: str, rep_id: int, phone_device_id: int | None,
                  phone: Callable[[datetime], Fix | None], sim_now: Callable[[], datetime],
                  sleep_until: Callable[[datetime], Awaitable[None]], day_of: Callable[[datetime], date], *,
-                 timing: AppTiming | None = None, early_bird: bool = False) -> None:
+                 timing: AppTiming | None = None, early_bird: bool = False,
+                 reporter: Reporter | None = None) -> None:
         self.client = client
         self.headers = {"Authorization": f"Bearer {token}"}
         self.rep_id = rep_id
@@ -72,6 +89,7 @@ class FieldApp:
         self.day_of = day_of
         self.timing = timing or AppTiming()
         self.early_bird = early_bird
+        self.reporter = reporter
         self.counters = AppCounters()
 
     async def run(self, calls: Iterable[Call]) -> None:
@@ -93,7 +111,33 @@ class FieldApp:
             if not await self._check(visit_id, "checkin"):
                 continue
             await self.sleep_until(max(checkin_at, call.leave - timedelta(seconds=t.checkout_before_s)))
+            await self._report(visit_id, call)
             await self._check(visit_id, "checkout")
+
+    async def _report(self, visit_id: int, call: Call) -> None:
+        fix = self.phone(self.sim_now())
+        report = self.reporter(visit_id, call, fix) if self.reporter is not None and fix else None
+        if report is None:
+            return
+        parts: list[tuple[str, tuple[str | None, bytes, str]]] = [
+            ("report", (None, json.dumps({"answers": report.answers, "notes": report.notes}).encode(),
+                        "application/json"))]
+        parts += [("photo", (f"IMG_{visit_id}_{n}.jpg", data, "image/jpeg"))
+                  for n, data in enumerate(report.photos, start=1)]
+        try:
+            resp = await self.client.put(f"/api/visits/{visit_id}/report", files=parts, headers=self.headers)
+        except httpx.HTTPError as exc:
+            self.counters.failed += 1
+            log.warning("rep %d: report of visit %d not sent (%s)", self.rep_id, visit_id, exc)
+            return
+        if resp.status_code == 200:
+            self.counters.reports += 1
+            log.info("rep %d: report of visit %d stored with %d photos", self.rep_id, visit_id,
+                     len(report.photos))
+        else:
+            self.counters.failed += 1
+            log.warning("rep %d: report of visit %d: HTTP %d %s", self.rep_id, visit_id, resp.status_code,
+                        resp.text[:200])
 
     async def _visit_id(self, call: Call) -> int | None:
         day = self.day_of(call.arrive).isoformat()

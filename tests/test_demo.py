@@ -167,7 +167,7 @@ def _counts(database_url: str) -> dict[str, int]:
     with psycopg.connect(database_url) as conn:
         out = {}
         for table in ("teams", "users", "devices", "customers", "geofences", "user_devices", "team_managers",
-                      "visits WHERE source = 'plan'"):
+                      "visits WHERE source = 'plan'", "report_templates WHERE version = 1"):
             row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             assert row is not None
             out[table] = int(row[0])
@@ -219,6 +219,7 @@ def test_demo_shows_a_working_team_and_seeds_once(database_url: str, short_tmp: 
         assert first["geofences"] == FENCES and first["users"] == REPS + 1
         assert first["user_devices"] == DEVICES and first["team_managers"] == 1
         assert first["visits WHERE source = 'plan'"] > 0
+        assert first["report_templates WHERE version = 1"] == 1  # the reps' report form, saved once
 
         demo.start()  # the same database and data folder: the tokens file is reused too
         assert demo.get("/api/teams?limit=100")["items"][0]["name"] == "Demo"

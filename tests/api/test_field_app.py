@@ -1,5 +1,6 @@
 """The simulated field-sales app (simulators/field_app.py) against the real API and database: it
-checks in at a planned customer with the phone's fix and out before leaving; the early bird's
+checks in at a planned customer with the phone's fix, files the visit report with a photo and
+checks out before leaving; the early bird's
 try from the road is refused as too far and recorded; calls already past or without a plan are
 left alone. Time is the wall clock, with calls a few seconds ahead."""
 
@@ -10,8 +11,9 @@ import math
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from simulators.field_app import AppTiming, Call, FieldApp
+from simulators.field_app import AppTiming, Call, FieldApp, VisitReport
 from simulators.movement import Fix
+from simulators.photo import visit_photo
 from tests.api.conftest import Api
 from tests.api.people import World, call, world
 
@@ -57,21 +59,38 @@ async def test_the_app_checks_in_and_out_and_the_early_try_is_refused(api: Api, 
         Call(shops[2]["id"], SHOP[0], SHOP[1] + 0.02, leave + timedelta(seconds=0.5),
              leave + timedelta(seconds=1)),
     ]
+    form = [{"key": "shelf_ok", "label": "Shelf stocked", "type": "boolean", "required": True}]
+    await call(api, "PUT", f"/api/teams/{team}/report-template", boss.token, json={"fields": form})
+    reported: list[int] = []
+
+    def reporter(visit_id: int, c: Call, fix: Fix) -> VisitReport:
+        reported.append(visit_id)
+        photo = visit_photo(f"test/{visit_id}", fix.time.astimezone(AMSTERDAM), fix.lat, fix.lon)
+        return VisitReport({"shelf_ok": False}, "gaps on the shelf", (photo,))
+
     app = FieldApp(api.client, rep.token, rep.id, rep.device, phone, sim_now, sleep_until,
-                   lambda t: t.astimezone(AMSTERDAM).date(),
+                   lambda t: t.astimezone(AMSTERDAM).date(), reporter=reporter,
                    timing=AppTiming(checkin_after_s=0.3, checkout_before_s=0.5, early_s=3.0,
                                     early_min_m=400.0),
                    early_bird=True)
     await asyncio.wait_for(app.run(calls), 30)
 
-    assert (app.counters.checkins, app.counters.checkouts, app.counters.refused, app.counters.failed) == \
-        (1, 1, 1, 0)
+    c = app.counters
+    assert (c.checkins, c.reports, c.checkouts, c.refused, c.failed) == (1, 1, 1, 1, 0)
     done = await call(api, "GET", f"/api/visits/{visits[0]['id']}", boss.token)
     assert done["status"] == "done" and done["checkin_at"] is not None and done["checkout_at"] is not None
     assert abs(done["checkin_distance_m"] - 20.0) < 1.0
     attempts = (await call(api, "GET", f"/api/visits/{visits[0]['id']}/attempts", boss.token))["items"]
     assert [(a["kind"], a["accepted"], a["reason"]) for a in attempts] == [
         ("checkin", False, "too_far"), ("checkin", True, None), ("checkout", True, None)]
+    # The report went in before the check-out, with a photo the server finds consistent: taken
+    # there and then (EXIF time and GPS), so no flags.
+    assert reported == [visits[0]["id"]]
+    report = await call(api, "GET", f"/api/visits/{visits[0]['id']}/report", boss.token)
+    assert report["answers"] == {"shelf_ok": False} and report["notes"] == "gaps on the shelf"
+    assert [p["flags"] for p in report["photos"]] == [[]]
+    assert abs(report["photos"][0]["exif_latitude"] - north(20.0)[0]) < 1e-5
+    assert report["submitted_at"] <= done["checkout_at"]
     # The call an hour ago was not attempted: its plan is still open and has no attempt.
     missed = await call(api, "GET", f"/api/visits/{visits[1]['id']}", boss.token)
     assert missed["status"] == "approved" and missed["checkin_at"] is None
