@@ -3,7 +3,10 @@
 Learned from Traccar's MotionProcessor and trip/stop reports (``report.trip.*``), our own code.
 A device *dwells* when its fixes stay within a radius of where it arrived (the arrival is the
 fix before the first one that moved less than the radius without reporting driving speed); it
-has left when two fixes in a row lie outside (one far fix is a multipath outlier). A dwell of
+has left when two fixes in a row lie outside (one far fix is a multipath outlier), or at the first
+fix outside that reports at least ``moving_speed_kmh``: a receiver at rest reports less almost
+always, so that fix is the departure, and holding it back would show a car pulling away from the
+lights as stopped for one report. A dwell of
 ``min_stop_duration_s`` is a confirmed stop: an open trip ends at the arrival, where the stop
 begins. Shorter dwells (traffic lights, a bus at its stops) are halts inside the trip. Leaving a
 stop starts a candidate trip at the last fix of the dwell (the departure); it becomes a trip once
@@ -210,18 +213,18 @@ def _classify(state: MotionState, fix: Fix, mark: _Mark, last: _Mark, params: Mo
             _leave(state)
         return True
     radius = rest_radius_m(fix, params.stop_radius_floor_m, params.stop_radius_max_m)
+    fast = fix.speed_kmh is not None and fix.speed_kmh >= params.moving_speed_kmh
     if state.arrival is not None:
         assert state.centre is not None
         if _distance(state.centre, mark) <= radius:
             state.inside, state.outside = mark, None
             return False
-        if state.outside is None:
+        if state.outside is None and not fast:  # maybe an outlier: wait for the next fix
             state.outside = mark
             return False
-        last = state.outside
+        last = state.outside or last
         _leave(state)
         state.trip_max_kmh = max(state.trip_max_kmh, last.speed_kmh or 0.0)
-    fast = fix.speed_kmh is not None and fix.speed_kmh >= params.moving_speed_kmh
     if _distance(last, mark) <= radius and not fast:
         _begin_dwell(state, last)
         state.inside = mark

@@ -10,7 +10,7 @@ which report no speed, from runs of pings that stay near the run's first ping.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import pairwise
 
@@ -308,6 +308,49 @@ def test_params_from_mapping() -> None:
         MotionParams.from_mapping({"min_stop_duration_s": "soon"})
     with pytest.raises(ValueError, match="use_ignition"):
         MotionParams.from_mapping({"use_ignition": "maybe"})
+
+
+def _east(lat: float, lon: float, metres: float) -> tuple[float, float]:
+    return lat, lon + metres / (111_320.0 * 0.6088)  # cos(52.5 deg): metres east at Amsterdam
+
+
+def _steps(fixes: list[Fix]) -> tuple[motion.MotionState, list[bool]]:
+    state, moving = motion.MotionState(), []
+    for k, f in enumerate(fixes):
+        state, now_moving, _ = motion.step(state, dataclasses.replace(f, key=k), 0.0, DEFAULTS)
+        moving.append(now_moving)
+    return state, moving
+
+
+def test_pulling_away_at_driving_speed_is_moving_at_the_first_fix() -> None:
+    # Driving east at 36 km/h, 40 s at a red light, then away: the first fix past the light that
+    # reports driving speed is moving (a dispatcher sees "moving", not "stopped at 30 km/h").
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    lat, lon = 52.37, 4.89
+    fixes = [Fix(t0 + timedelta(seconds=5 * k), *_east(lat, lon, 50.0 * k), speed_kmh=36.0)
+             for k in range(6)]
+    light = _east(lat, lon, 250.0)
+    fixes += [Fix(t0 + timedelta(seconds=30 + 5 * k), *light, speed_kmh=0.0) for k in range(8)]
+    away = Fix(t0 + timedelta(seconds=75), *_east(lat, lon, 290.0), speed_kmh=30.0)
+    _, moving = _steps([*fixes, away])
+    assert moving[:6] == [False, True, True, True, True, True]
+    assert not any(moving[6:14])  # halted at the light
+    assert moving[14] is True
+
+
+@pytest.mark.parametrize("speed", [0.0, None, 3.0])
+def test_one_far_fix_at_rest_speed_does_not_end_a_stop(speed: float | None) -> None:
+    # Parked 10 minutes; one fix 120 m off that reports no driving speed is taken for a multipath
+    # outlier (two in a row would be a departure): not moving, and the stop goes on.
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    here = (52.37, 4.89)
+    parked = [Fix(t0 + timedelta(seconds=30 * k), *here, speed_kmh=0.0) for k in range(20)]
+    jump = Fix(t0 + timedelta(seconds=600), *_east(*here, 120.0), speed_kmh=speed)
+    back = [Fix(t0 + timedelta(seconds=630 + 30 * k), *here, speed_kmh=0.0) for k in range(3)]
+    state, moving = _steps([*parked, jump, *back])
+    assert not any(moving)
+    stop = motion.open_stop(state)
+    assert stop is not None and stop.start_time == t0 and motion.open_trip(state) is None
 
 
 def test_open_trip_and_stop_of_a_new_device() -> None:
