@@ -21,10 +21,7 @@ class TcpDevice(SimDevice):
         self._received = b""
 
     async def link(self) -> None:
-        s = self.settings
-        async with asyncio.timeout(s.connect_timeout_s):
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        self._received = b""
+        await self._open()
         try:
             assert self.last_fix is not None  # _deliver waits for the first fix
             hello = self.dialect.hello(self.last_fix)
@@ -34,6 +31,15 @@ class TcpDevice(SimDevice):
             self.connected_once = True
             await self._converse()
         finally:
+            await self._close()
+
+    async def _open(self) -> None:
+        async with asyncio.timeout(self.settings.connect_timeout_s):
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        self._received = b""
+
+    async def _close(self) -> None:
+        if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()

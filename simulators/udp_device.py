@@ -11,7 +11,6 @@ sender, so the dialect's login is sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from simulators.device import AckError
@@ -39,21 +38,14 @@ class UdpDevice(TcpDevice):
         self._transport: asyncio.DatagramTransport | None = None
         self._inbox = _Inbox()
 
-    async def link(self) -> None:
+    async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        transport, inbox = await loop.create_datagram_endpoint(_Inbox, remote_addr=(self.host, self.port))
-        self._transport, self._inbox = transport, inbox
-        try:
-            assert self.last_fix is not None  # _deliver waits for the first fix
-            hello = self.dialect.hello(self.last_fix)
-            if hello is not None:
-                await self._exchange(hello)
-            self.backoff.reset()
-            self.connected_once = True
-            await self._converse()
-        finally:
-            with contextlib.suppress(Exception):
-                transport.close()
+        self._transport, self._inbox = await loop.create_datagram_endpoint(
+            _Inbox, remote_addr=(self.host, self.port))
+
+    async def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     async def _exchange(self, message: Message) -> None:
         assert self._transport is not None
