@@ -1,6 +1,7 @@
-"""A rep's field-sales app, simulated: it checks in at each planned customer with the phone's fix
-and checks out when the rep leaves, through the API as the real app does (``POST
-/api/visits/{id}/checkin`` and ``/checkout`` with the rep's token).
+"""A rep's field-sales app, simulated: it checks in at each planned customer with the phone's fix,
+files the visit report (answers and photos, when given a ``reporter``) and checks out when the rep
+leaves, through the API as the real app does (``POST /api/visits/{id}/checkin``, ``PUT
+/api/visits/{id}/report``, ``POST /api/visits/{id}/checkout`` with the rep's token).
 
 Used by ``fieldtrack demo``, so a manager sees verified check-ins next to the visits found in the
 tracks. A check-in must carry a fresh fix (the server refuses one over 2 minutes old), so the app
@@ -94,25 +95,33 @@ class FieldApp:
 
     async def run(self, calls: Iterable[Call]) -> None:
         """Work through ``calls`` (in time order); the ones already past are skipped."""
-        t = self.timing
         for call in calls:
-            checkin_at = call.arrive + timedelta(seconds=t.checkin_after_s)
-            if checkin_at < self.sim_now():
-                continue
-            visit_id = await self._visit_id(call)
-            if visit_id is None:
-                continue
-            if self.early_bird:
-                early = call.arrive - timedelta(seconds=t.early_s)
-                if early >= self.sim_now():
-                    await self.sleep_until(early)
-                    await self._check(visit_id, "checkin", far_from_m=t.early_min_m, call=call)
-            await self.sleep_until(checkin_at)
-            if not await self._check(visit_id, "checkin"):
-                continue
-            await self.sleep_until(max(checkin_at, call.leave - timedelta(seconds=t.checkout_before_s)))
-            await self._report(visit_id, call)
-            await self._check(visit_id, "checkout")
+            try:
+                await self._call_on(call)
+            except Exception:
+                # A bug or an answer the app cannot read costs this call, not the rep's day.
+                self.counters.failed += 1
+                log.exception("rep %d: call on customer %d failed", self.rep_id, call.customer_id)
+
+    async def _call_on(self, call: Call) -> None:
+        t = self.timing
+        checkin_at = call.arrive + timedelta(seconds=t.checkin_after_s)
+        if checkin_at < self.sim_now():
+            return
+        visit_id = await self._visit_id(call)
+        if visit_id is None:
+            return
+        if self.early_bird:
+            early = call.arrive - timedelta(seconds=t.early_s)
+            if early >= self.sim_now():
+                await self.sleep_until(early)
+                await self._check(visit_id, "checkin", far_from_m=t.early_min_m, call=call)
+        await self.sleep_until(checkin_at)
+        if not await self._check(visit_id, "checkin"):
+            return
+        await self.sleep_until(max(checkin_at, call.leave - timedelta(seconds=t.checkout_before_s)))
+        await self._report(visit_id, call)
+        await self._check(visit_id, "checkout")
 
     async def _report(self, visit_id: int, call: Call) -> None:
         fix = self.phone(self.sim_now())

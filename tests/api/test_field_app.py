@@ -95,3 +95,40 @@ async def test_the_app_checks_in_and_out_and_the_early_try_is_refused(api: Api, 
     missed = await call(api, "GET", f"/api/visits/{visits[1]['id']}", boss.token)
     assert missed["status"] == "approved" and missed["checkin_at"] is None
     assert (await call(api, "GET", f"/api/visits/{visits[1]['id']}/attempts", boss.token))["items"] == []
+
+
+async def test_a_failing_call_costs_that_call_not_the_rest_of_the_day(api: Api, world: World) -> None:
+    rep, boss = world.reps["north-2"], world.managers["north"]
+    shops = [await call(api, "POST", "/api/customers", expect=201,
+                        json={"name": f"kiosk {k}", "latitude": SHOP[0], "longitude": SHOP[1],
+                              "team_id": world.teams["north"]}) for k in range(2)]
+    now = datetime.now(UTC)
+    today = now.astimezone(AMSTERDAM).date().isoformat()
+    visits = [await call(api, "POST", "/api/visits", boss.token, expect=201,
+                         json={"customer_id": s["id"], "day": today, "rep_id": rep.id}) for s in shops]
+
+    def phone(t: datetime) -> Fix:
+        return Fix(t, *north(20.0), 0.0, 0.0, 8.0, 0.0, False)
+
+    def sim_now() -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=1)
+
+    async def sleep_until(t: datetime) -> None:
+        await asyncio.sleep(max(0.0, (t - sim_now()).total_seconds()))
+
+    def broken(visit_id: int, c: Call, fix: Fix) -> VisitReport:
+        if visit_id == visits[0]["id"]:
+            raise RuntimeError("the camera crashed")
+        return VisitReport({}, "all fine")
+
+    first = now + timedelta(seconds=3)  # calls seconds apart: room for a slow machine
+    calls = [Call(s["id"], SHOP[0], SHOP[1], first + timedelta(seconds=4 * k),
+                  first + timedelta(seconds=4 * k + 2)) for k, s in enumerate(shops)]
+    app = FieldApp(api.client, rep.token, rep.id, rep.device, phone, sim_now, sleep_until,
+                   lambda t: t.astimezone(AMSTERDAM).date(), reporter=broken,
+                   timing=AppTiming(checkin_after_s=0.2, checkout_before_s=0.3))
+    await asyncio.wait_for(app.run(calls), 30)
+    c = app.counters
+    assert (c.checkins, c.reports, c.checkouts, c.failed) == (2, 1, 1, 1)
+    states = [await call(api, "GET", f"/api/visits/{v['id']}", boss.token) for v in visits]
+    assert [s["checkout_at"] is None for s in states] == [True, False]
