@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import platform
 import time
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from bench.dbsetup import raw_copy_seconds, scratch_database
+from bench.latency import delayed, measured_rtt_ms
 from bench.processors import reno_positions
 from gateway.processing import ProcessingRunner
 from storage import db
@@ -39,9 +41,10 @@ def register(url: str, devices: int) -> list[int]:
         return [r[0] for r in conn.execute("SELECT id FROM devices ORDER BY id").fetchall()]
 
 
-async def rounds(url: str, ids: list[int], per_device: int,
-                 concurrencies: list[int]) -> tuple[list[tuple[int, float, int]], float]:
-    """[(concurrency, seconds, positions processed)], and the COPY baseline in rows/s."""
+async def rounds(url: str, ids: list[int], per_device: int, concurrencies: list[int],
+                 runner_url: str | None = None) -> tuple[list[tuple[int, float, int]], float]:
+    """[(concurrency, seconds, positions processed)], and the COPY baseline in rows/s. The runner
+    connects to ``runner_url`` when given (the latency proxy), the rows go in directly."""
     # Every third sentence: the drive's RMC/GGA/GSA triples are one fix each.
     drive = reno_positions()[::3]
     needed = per_device * (len(concurrencies) + 1)
@@ -50,8 +53,10 @@ async def rounds(url: str, ids: list[int], per_device: int,
     now = datetime.now(UTC)
     results = []
     baseline = 0.0
-    pool = db.open_pool(url, max(concurrencies) + 1)
+    pool = db.open_pool(url, 2)
     await pool.open()
+    runner_pool = db.open_pool(runner_url or url, max(concurrencies) + 1)
+    await runner_pool.open()
     try:
         for k, concurrency in enumerate([max(concurrencies), *concurrencies]):
             stretch = drive[k * per_device:(k + 1) * per_device]
@@ -62,7 +67,7 @@ async def rounds(url: str, ids: list[int], per_device: int,
             async with pool.connection() as conn:
                 for start in range(0, len(rows), 5000):
                     await insert_rows(conn, rows[start:start + 5000])
-            runner = ProcessingRunner(pool, concurrency=concurrency)
+            runner = ProcessingRunner(runner_pool, concurrency=concurrency)
             t = time.perf_counter()
             runner.wake(ids)
             task = asyncio.create_task(runner.run())
@@ -74,6 +79,7 @@ async def rounds(url: str, ids: list[int], per_device: int,
             if k > 0:
                 results.append((concurrency, elapsed, runner.stats.positions))
     finally:
+        await runner_pool.close()
         await pool.close()
     return results, baseline
 
@@ -84,15 +90,22 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--positions", type=int, default=10, help="new positions per device per round")
     parser.add_argument("--concurrency", default="1,2,3,4", help="one round per value, in this order")
+    parser.add_argument("--rtt-ms", type=float, default=0.0,
+                        help="round-trip time added between the runner and the database, as to a"
+                        " database on another host (bench/latency.py; default none)")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     with scratch_database() as (url, where):
         asyncio.run(db.prepare(url, TimescalePolicy()))
         ids = register(url, args.devices)
-        results, baseline = asyncio.run(rounds(url, ids, args.positions, concurrencies))
+        with delayed(url, args.rtt_ms) if args.rtt_ms > 0 else contextlib.nullcontext(url) as runner_url:
+            rtt = measured_rtt_ms(runner_url)
+            results, baseline = asyncio.run(rounds(url, ids, args.positions, concurrencies, runner_url))
     print(f"fleet processing benchmark  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
           f"{platform.python_version()}  database: {where}")
     print(f"  {args.devices} devices x {args.positions} new positions per round, after a warm-up round")
+    print(f"  one query round trip between the runner and the database: {rtt:.2f} ms"
+          + (f" (through a proxy adding {args.rtt_ms:g} ms)" if args.rtt_ms > 0 else ""))
     first = results[0][1]
     for concurrency, elapsed, processed in results:
         print(f"  concurrency {concurrency}: {processed} positions processed in {elapsed:.2f} s ="

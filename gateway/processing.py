@@ -28,7 +28,7 @@ from processors import pipeline
 from processors.fences import FenceIndex
 from processors.records import Event
 from storage import derived, presence
-from storage.derived import Emitted, Key
+from storage.derived import ChunkStart, Emitted, Key
 from storage.errors import StorageUnavailable
 
 log = logging.getLogger("fieldtrack.gateway.processing")
@@ -193,20 +193,21 @@ class ProcessingRunner:
     async def _chunk(self, conn: AsyncConnection, device_id: int, fences: FenceSet) -> bool:
         """One chunk in one transaction; True when more of this device remains."""
         try:
-            async with conn.transaction():
+            # Pipelined: statements whose results are not read go without waiting, so a chunk
+            # costs a few round trips (start, positions, commit) instead of one per statement.
+            async with conn.pipeline(), conn.transaction():
                 await derived.lock_device(conn, device_id)
-                since = await derived.dirty_since(conn, device_id)
-                if since is None:
+                begin = await derived.chunk_start(conn, device_id)
+                if begin is None:
                     return False
-                settings = await derived.processing_settings(conn, device_id)
                 try:
-                    params = pipeline.PipelineParams.from_mapping(settings)
+                    params = pipeline.PipelineParams.from_mapping(begin.settings)
                 except ValueError as exc:
                     log.warning("device %s: bad processing settings (%s); using defaults", device_id, exc)
                     params = pipeline.PipelineParams()
-                start, state = await self._resume(conn, device_id, since)
-                more = await self._step_chunk(conn, device_id, start, state, params, fences,
-                                              fences.allowed(device_id))
+                start, state, last_checkpoint = await self._resume(conn, device_id, begin)
+                more = await self._step_chunk(conn, device_id, start, state, last_checkpoint, params,
+                                              fences, fences.allowed(device_id))
                 return more
         except psycopg.OperationalError:
             raise
@@ -219,26 +220,28 @@ class ProcessingRunner:
             return False
 
     async def _resume(self, conn: AsyncConnection, device_id: int,
-                      since: Key) -> tuple[Key | None, pipeline.DeviceState]:
-        saved = await derived.load_state(conn, device_id)
-        if saved is not None and since >= saved[0]:
-            return saved[0], pipeline.DeviceState.from_json(saved[1])
+                      begin: ChunkStart) -> tuple[Key | None, pipeline.DeviceState, datetime | None]:
+        """Where to step from, the state there, and the time of the latest checkpoint kept."""
+        saved = begin.saved
+        if saved is not None and begin.since >= saved[0]:
+            return saved[0], pipeline.DeviceState.from_json(saved[1]), begin.latest_checkpoint
         # Earlier than what is processed: rewind to the checkpoint before it and replay.
         self.stats.replays += int(saved is not None)
-        checkpoint = await derived.checkpoint_before(conn, device_id, since)
+        checkpoint = await derived.checkpoint_before(conn, device_id, begin.since)
         start = checkpoint[0] if checkpoint else None
+        # Every checkpoint after ``start`` goes, so the one replayed from is now the latest.
         await derived.discard_checkpoints_after(conn, device_id, start)
         state = pipeline.DeviceState.from_json(checkpoint[1]) if checkpoint else pipeline.DeviceState()
-        return start, state
+        return start, state, start[0] if start else None
 
     async def _step_chunk(self, conn: AsyncConnection, device_id: int, start: Key | None,
-                          state: pipeline.DeviceState, params: pipeline.PipelineParams, fences: FenceSet,
+                          state: pipeline.DeviceState, last_checkpoint: datetime | None,
+                          params: pipeline.PipelineParams, fences: FenceSet,
                           allowed: Collection[int] | None) -> bool:
         fixes = await derived.fetch_positions(conn, device_id, start, self.chunk)
         if not fixes:
             await derived.set_dirty(conn, device_id, None)
             return False
-        last_checkpoint = await derived.latest_checkpoint_time(conn, device_id)
         marks = []
         emitted: list[Emitted] = []
         checkpoints: list[tuple[Key, dict[str, object]]] = []

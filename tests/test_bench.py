@@ -206,3 +206,12 @@ def test_fleet_processing_benchmark_runs(pg_server_url: str) -> None:
     assert "concurrency 1: 24 positions processed" in stdout
     assert "concurrency 3: 24 positions processed" in stdout
     assert "baseline raw binary COPY of one round's rows" in stdout
+
+
+def test_fleet_processing_through_the_latency_proxy(pg_server_url: str) -> None:
+    # 20 ms per round trip: far above loopback's, so the proxy's delay shows in the measured time.
+    stdout = run_bench("fleet_processing", "--devices", "4", "--positions", "3", "--concurrency", "2",
+                       "--rtt-ms", "20", database_url=pg_server_url)
+    assert "concurrency 2: 12 positions processed" in stdout
+    measured = re.search(r"runner and the database: ([\d.]+) ms \(through a proxy", stdout)
+    assert measured is not None and float(measured[1]) >= 20.0, stdout
